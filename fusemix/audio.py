@@ -1,0 +1,295 @@
+"""Decode, validate and resample audio from every entry point fusemix has.
+
+One function, :func:`load_audio`, turns a file path, raw bytes, a binary file object, Gradio's
+``(sample_rate, int16 array)`` tuple, a Hugging Face ``datasets`` audio dict or a bare numpy array
+into float32 mono samples in [-1, 1] at the rate an encoder wants. Bad input raises
+:class:`AudioError` (a ``ValueError``) with a plain message, before any large read when possible:
+the file size is checked before reading, the duration from the header before decoding.
+
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3 with libsndfile >= 1.1, AIFF,
+...), resampling uses soxr (high quality). Neither needs ffmpeg or torchcodec.
+
+Policies (documented because callers count them):
+- Silence is valid audio and is returned as is (datasets do contain silent clips). Pass
+  ``reject_silent=True`` to turn it into an :class:`AudioError`, or test with :func:`is_silent`.
+- Samples outside [-1, 1] (clipped float files) are clipped, not rejected.
+- NaN or infinite samples are rejected: no encoder output would be meaningful.
+- Several channels are averaged to mono.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+MAX_CHANNELS = 64
+DEFAULT_MAX_SECONDS = 600.0
+DEFAULT_MIN_SECONDS = 0.1
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+SILENCE_DB = -60.0
+
+AudioSource = Any  # str | os.PathLike | bytes | BinaryIO | tuple[int, np.ndarray] | dict | np.ndarray
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used: unreadable, empty, too long/short, NaN, ... (message says which)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a header (or an in-memory array) says about a clip, without decoding it."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str  # "WAV", "FLAC", "MP3", ... or "array" for in-memory samples
+    subtype: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"duration": self.duration}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _describe(source: AudioSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _check_rate(sr: Any, what: str) -> int:
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Integral):
+        if isinstance(sr, numbers.Real) and float(sr).is_integer():
+            sr = int(sr)
+        else:
+            raise AudioError(f"{what} must be an integer number of Hz, got {sr!r}")
+    sr = int(sr)
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise AudioError(
+            f"{what} {sr} Hz is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+        )
+    return sr
+
+
+def _check_limits(min_seconds: float, max_seconds: float, max_bytes: int) -> None:
+    if not (math.isfinite(min_seconds) and min_seconds >= 0):
+        raise ValueError(f"min_seconds must be a finite number >= 0, got {min_seconds!r}")
+    if not (math.isfinite(max_seconds) and max_seconds > min_seconds):
+        raise ValueError(
+            f"max_seconds must be finite and greater than min_seconds={min_seconds}, got {max_seconds!r}"
+        )
+    if not (isinstance(max_bytes, int) and max_bytes > 0):
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
+    """File path / bytes / file object -> bytes, enforcing emptiness and the size limit first."""
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError(f"audio file not found: {path}")
+        if not path.is_file():
+            raise AudioError(f"not a regular file: {path}")
+        size = path.stat().st_size
+        if size == 0:
+            raise AudioError(f"audio file is empty (0 bytes): {path}")
+        if size > max_bytes:
+            raise AudioError(f"audio file is {_mb(size)}, over the {_mb(max_bytes)} limit: {path}")
+        return path.read_bytes()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        data = source.read(max_bytes + 1)
+        if not isinstance(data, (bytes, bytearray)):
+            raise AudioError(f"file object {name} must be opened in binary mode")
+        data = bytes(data)
+    else:
+        raise AudioError(
+            f"unsupported audio source {name}: expected a path, bytes, a binary file object, "
+            "a (sample_rate, array) tuple, a {'array', 'sampling_rate'} dict or a numpy array"
+        )
+    if not data:
+        raise AudioError(f"audio data is empty (0 bytes): {name}")
+    if len(data) > max_bytes:
+        raise AudioError(f"audio data is over the {_mb(max_bytes)} limit: {name}")
+    return data
+
+
+def _open(data: bytes, name: str) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(io.BytesIO(data))
+    except (sf.SoundFileError, RuntimeError) as exc:
+        raise AudioError(
+            f"not a decodable audio file ({name}): {exc}. Supported: "
+            + ", ".join(sorted(sf.available_formats()))
+        ) from None
+
+
+def _array_source(source: AudioSource, source_sr: int | None) -> tuple[np.ndarray, int] | None:
+    """Recognise in-memory sources; return (array, sample_rate) or None for encoded data."""
+    if isinstance(source, tuple):
+        if len(source) != 2:
+            raise AudioError(f"an audio tuple must be (sample_rate, array), got {len(source)} items")
+        a, b = source
+        if isinstance(b, np.ndarray) and not isinstance(a, np.ndarray):
+            return b, _check_rate(a, "sample rate")
+        raise AudioError("an audio tuple must be (sample_rate, array) as Gradio gives it")
+    if isinstance(source, dict):
+        if "array" not in source or "sampling_rate" not in source:
+            if "path" in source or "bytes" in source:
+                return None
+            raise AudioError("an audio dict needs 'array' and 'sampling_rate' keys")
+        return np.asarray(source["array"]), _check_rate(source["sampling_rate"], "sampling_rate")
+    if isinstance(source, np.ndarray):
+        if source_sr is None:
+            raise AudioError("a bare numpy array needs source_sr= (its sample rate)")
+        return source, _check_rate(source_sr, "source_sr")
+    if hasattr(source, "__array__") and not isinstance(source, (bytes, bytearray, str)):
+        if source_sr is None:
+            raise AudioError("an array-like audio source needs source_sr= (its sample rate)")
+        return np.asarray(source), _check_rate(source_sr, "source_sr")
+    return None
+
+
+def _to_frames_channels(a: np.ndarray) -> np.ndarray:
+    """Return a 2-D (frames, channels) view; the channel axis is the short one (<= MAX_CHANNELS)."""
+    if a.ndim == 1:
+        return a[:, None]
+    if a.ndim != 2:
+        raise AudioError(f"audio array must be 1-D or 2-D (frames, channels), got shape {a.shape}")
+    frames_first = a.shape[1] <= MAX_CHANNELS and a.shape[1] <= a.shape[0]
+    channels_first = a.shape[0] <= MAX_CHANNELS and a.shape[0] < a.shape[1]
+    if frames_first:
+        return a
+    if channels_first:
+        return a.T
+    raise AudioError(
+        f"cannot tell channels from frames in an audio array of shape {a.shape} "
+        f"(at most {MAX_CHANNELS} channels supported)"
+    )
+
+
+def _to_float(a: np.ndarray) -> np.ndarray:
+    """Integer PCM -> float32 in [-1, 1) by its full scale; floats pass through as float32."""
+    kind = a.dtype.kind
+    if kind == "f":
+        return a.astype(np.float32, copy=False)
+    if kind == "i":
+        return (a.astype(np.float64) / float(2 ** (8 * a.dtype.itemsize - 1))).astype(np.float32)
+    if kind == "u":
+        half = float(2 ** (8 * a.dtype.itemsize - 1))
+        return ((a.astype(np.float64) - half) / half).astype(np.float32)
+    raise AudioError(f"audio samples must be integer PCM or float, got dtype {a.dtype}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def probe_audio(source: AudioSource, *, source_sr: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> AudioInfo:
+    """Sample rate, channels, frames and format of a clip from its header (no decoding)."""
+    arr = _array_source(source, source_sr)
+    if arr is not None:
+        a, sr = arr
+        fc = _to_frames_channels(np.asarray(a))
+        return AudioInfo(sample_rate=sr, channels=fc.shape[1], frames=fc.shape[0], format="array", subtype=str(a.dtype))
+    if isinstance(source, dict):
+        source = source.get("bytes") or source.get("path")
+    data = _read_bytes(source, max_bytes)
+    with _open(data, _describe(source)) as f:
+        return AudioInfo(f.samplerate, f.channels, f.frames, f.format, f.subtype)
+
+
+def is_silent(samples: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
+    """True when the peak level is below ``threshold_db`` dBFS (default -60 dB)."""
+    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    return peak <= 10 ** (threshold_db / 20)
+
+
+def load_audio(
+    source: AudioSource,
+    target_sr: int = 48_000,
+    *,
+    source_sr: int | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    reject_silent: bool = False,
+) -> np.ndarray:
+    """Decode ``source`` to float32 mono samples in [-1, 1] at ``target_sr``.
+
+    ``source``: a path, bytes, a binary file object, ``(sample_rate, array)`` (Gradio), a dict with
+    ``array``/``sampling_rate`` (HF datasets) or ``path``/``bytes``, or a numpy array together with
+    ``source_sr``. Arrays may be (frames,), (frames, channels) or (channels, frames); integer PCM is
+    scaled by its full scale (int16 / 32768, ...). ``max_seconds`` is checked from the header before
+    decoding, ``max_bytes`` before reading. Raises :class:`AudioError` for unusable audio.
+    """
+    target_sr = _check_rate(target_sr, "target_sr")
+    _check_limits(min_seconds, max_seconds, max_bytes)
+    name = _describe(source)
+    arr = _array_source(source, source_sr)
+    if arr is not None:
+        raw, sr = arr
+        if raw.size == 0:
+            raise AudioError(f"audio array is empty ({name})")
+        frames = _to_frames_channels(raw)
+        if frames.shape[0] / sr > max_seconds:
+            raise AudioError(
+                f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
+            )
+        samples = _to_float(frames)
+    else:
+        if isinstance(source, dict):
+            source = source.get("bytes") or source.get("path")
+            name = _describe(source)
+        data = _read_bytes(source, max_bytes)
+        with _open(data, name) as f:
+            sr = _check_rate(f.samplerate, f"sample rate of {name}")
+            if f.channels > MAX_CHANNELS:
+                raise AudioError(f"{name} has {f.channels} channels, at most {MAX_CHANNELS} supported")
+            max_frames = int(math.ceil(max_seconds * sr))
+            if f.frames > max_frames:
+                raise AudioError(
+                    f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
+                )
+            try:  # read one frame past the limit: headers of some formats only estimate length
+                samples = f.read(frames=max_frames + 1, dtype="float32", always_2d=True)
+            except (sf.SoundFileError, RuntimeError) as exc:
+                raise AudioError(f"could not decode {name}: {exc}") from None
+        if samples.shape[0] > max_frames:
+            raise AudioError(f"audio is over the {max_seconds:g} s limit ({name})")
+    if samples.shape[0] == 0:
+        raise AudioError(f"audio contains no samples ({name})")
+    if not np.isfinite(samples).all():
+        raise AudioError(f"audio contains NaN or infinite samples ({name})")
+    duration = samples.shape[0] / sr
+    if duration < min_seconds:
+        raise AudioError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
+    mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
+    mono = np.ascontiguousarray(mono, dtype=np.float32)
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+    mono = np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
+    if reject_silent and is_silent(mono):
+        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({name})")
+    return mono

@@ -1,0 +1,230 @@
+"""The one interface every frozen encoder follows, and what all of them share.
+
+An encoder turns a list of raw items (audio, captions, images) into a float32 CPU tensor of
+latents. Work is split in three steps so the latent-cache stage can overlap decoding with compute:
+
+- ``prepare(item)``: CPU-only, per item (decode, validate, crop, feature-extract). Safe to run in
+  DataLoader workers. Bad input raises :class:`EncoderInputError` for that item alone.
+- ``collate(prepared)``: batch the prepared items.
+- ``forward(batch)``: run the frozen model on its device, return ``[B, *output_shape]`` float32 CPU.
+
+``encode(items)`` chains the three for callers that just want latents. Encoders never train:
+models are put in eval mode with ``requires_grad_(False)`` and run under ``torch.inference_mode()``,
+in fp16 on CUDA and fp32 on CPU unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+logger = logging.getLogger(__name__)
+
+MODALITIES = ("audio", "text", "image")
+
+
+class EncoderInputError(ValueError):
+    """An item an encoder cannot use (empty caption, not an image, undecodable audio, ...)."""
+
+
+class EncoderConfigError(ValueError):
+    """Bad encoder arguments (unknown kind or pooling, batch size out of range, ...)."""
+
+
+def pick_device(device: str | torch.device | None) -> torch.device:
+    """``None`` -> CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(device: torch.device, dtype: str | torch.dtype | None) -> torch.dtype:
+    """``None`` -> fp16 on CUDA, fp32 elsewhere (CPU fp16 kernels are slow and inexact)."""
+    if dtype is None:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        names = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+                 "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+        if dtype not in names:
+            raise EncoderConfigError(f"dtype must be one of {sorted(names)}, got {dtype!r}")
+        return names[dtype]
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise EncoderConfigError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+    return dtype
+
+
+def freeze(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """Eval mode, no gradients, on ``device`` in ``dtype``: the encoder is frozen for good."""
+    model.requires_grad_(False)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def check_caption(item: Any, index: int | None = None) -> str:
+    """A caption must be a string with some non-space text; returned unchanged (the model's
+    own tokenizer decides what whitespace means, exactly as its pipeline would)."""
+    where = "" if index is None else f"item {index}: "
+    if not isinstance(item, str):
+        raise EncoderInputError(f"{where}caption must be a string, got {type(item).__name__}")
+    if not item.strip():
+        raise EncoderInputError(f"{where}caption is empty or whitespace only")
+    return item
+
+
+def model_max_length(tokenizer, position_limit: int | None = None) -> int:
+    """The tokenizer's limit, bounded by the model's position table (tokenizers may say 1e30)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or limit <= 0 or limit > 1_000_000:
+        limit = None
+    if position_limit is not None:
+        limit = position_limit if limit is None else min(limit, position_limit)
+    if limit is None:
+        raise EncoderConfigError("cannot tell the tokenizer's maximum length; pass max_length=")
+    return limit
+
+
+def fingerprint_files(root: str | Path, patterns: Iterable[str] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str | None:
+    """sha256 over a local model directory's config/weight files (None for a hub id).
+
+    Gives local directories a content revision, so an edited or replaced model makes a new cache
+    key instead of silently mixing latents.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    files = sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
+    for p in files:
+        if p.name in ("README.md", "STANDIN.txt"):
+            continue
+        h.update(str(p.relative_to(root)).encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def hub_revision(config) -> str | None:
+    """The commit hash transformers records when a model came from the hub cache."""
+    return getattr(config, "_commit_hash", None)
+
+
+class Encoder(ABC):
+    """Base class of frozen encoders. Subclasses set the attributes below in ``__init__``."""
+
+    kind: str  # registry name, e.g. "clap-audio"
+    modality: str  # "audio" | "text" | "image"
+    model_id: str  # repo id or local path it was loaded from
+    revision: str | None  # hub commit or local content fingerprint
+    dim: int  # read from the model config
+    pooling: str
+    device: torch.device
+    dtype: torch.dtype
+    batch_size: int = 32
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of one item's latent: ``(dim,)``, or ``(seq_len, dim)`` for token sequences."""
+        return (self.dim,)
+
+    @abstractmethod
+    def prepare(self, item: Any) -> Any:
+        """CPU-only per-item preprocessing; raises EncoderInputError for unusable items."""
+
+    @abstractmethod
+    def collate(self, prepared: Sequence[Any]) -> Any:
+        """Batch prepared items for :meth:`forward`."""
+
+    @abstractmethod
+    def _forward(self, batch: Any) -> torch.Tensor:
+        """Model forward on a collated batch; called under inference mode."""
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        with torch.inference_mode():
+            out = self._forward(batch)
+        return out.detach().to("cpu", torch.float32).contiguous()
+
+    def extra_description(self) -> dict:
+        return {}
+
+    def describe(self) -> dict:
+        """JSON-able identity of this encoder: what produced a latent (cache keys, checkpoints)."""
+        d = {
+            "kind": self.kind,
+            "model_id": str(self.model_id),
+            "revision": self.revision,
+            "modality": self.modality,
+            "dim": int(self.dim),
+            "output_shape": list(self.output_shape),
+            "pooling": self.pooling,
+            "compute_dtype": str(self.dtype).replace("torch.", ""),
+        }
+        d.update(self.extra_description())
+        json.dumps(d)  # fail here, not when a cache manifest is written
+        return d
+
+    def prepare_all(self, items: Sequence[Any]) -> list[Any]:
+        """Prepare every item; collect all per-item errors into one EncoderInputError."""
+        prepared, errors = [], []
+        for i, item in enumerate(items):
+            try:
+                prepared.append(self.prepare(item))
+            except EncoderInputError as exc:
+                errors.append(f"item {i}: {exc}")
+            except ValueError as exc:  # e.g. AudioError: still one item's fault
+                errors.append(f"item {i}: {exc}")
+        if errors:
+            shown = "; ".join(errors[:5]) + (f"; ... ({len(errors)} in all)" if len(errors) > 5 else "")
+            raise EncoderInputError(f"{len(errors)} of {len(items)} items are unusable: {shown}")
+        return prepared
+
+    def batches(self, items: Sequence[Any], *, batch_size: int | None = None,
+                progress: bool | None = None) -> Iterator[Any]:
+        """Validate and prepare all items up front, then yield collated batches (tqdm-wrapped)."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise EncoderInputError(f"items must be a list, got {type(items).__name__}")
+        bs = self.batch_size if batch_size is None else batch_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
+            raise EncoderConfigError(f"batch_size must be a positive int, got {bs!r}")
+        prepared = self.prepare_all(items)
+        n_batches = math.ceil(len(prepared) / bs)
+        show = n_batches > 1 if progress is None else progress
+        for start in tqdm(range(0, len(prepared), bs), total=n_batches, disable=not show,
+                          desc=f"encode {self.kind}", unit="batch"):
+            yield self.collate(prepared[start:start + bs])
+
+    def encode(self, items: Sequence[Any], *, batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
+        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``.
+
+        All items are validated before any compute, so a bad item fails the call up front
+        (:class:`EncoderInputError` listing every bad item). ``progress=None`` shows a tqdm bar
+        when there is more than one batch.
+        """
+        outs = [self.forward(b) for b in self.batches(items, batch_size=batch_size, progress=progress)]
+        if not outs:
+            return torch.empty((0, *self.output_shape), dtype=torch.float32)
+        return torch.cat(outs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, pooling={self.pooling!r})"
+
+
+def token_count(tokenizer, text: str) -> int:
+    """Number of tokens ``text`` becomes, special tokens included, before any truncation."""
+    return len(tokenizer(text, truncation=False, verbose=False)["input_ids"])
+
+
+def note_truncation(encoder: Encoder, n_truncated: int, batch_len: int, limit: int) -> None:
+    """Count and log captions cut at the tokenizer limit (kept on ``encoder.n_truncated``)."""
+    if n_truncated:
+        encoder.n_truncated = getattr(encoder, "n_truncated", 0) + n_truncated
+        logger.warning("%s: %d of %d captions truncated to %d tokens (%d so far)",
+                       encoder.kind, n_truncated, batch_len, limit, encoder.n_truncated)

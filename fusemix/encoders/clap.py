@@ -1,0 +1,236 @@
+"""CLAP audio and text towers through transformers' ``ClapModel``.
+
+transformers' ``ClapModel`` loads LAION's CLAP weights (``laion/clap-htsat-unfused``,
+``laion/larger_clap_general``, ...) from safetensors; the ``laion-clap`` package is not used (it
+downgrades numpy, imports torchvision without declaring it, and downloads roberta-base when built).
+
+Both towers of one checkpoint share a single loaded model (cached by model id, revision, device
+and dtype). Outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
+
+Audio: any source :func:`fusemix.audio.load_audio` accepts, decoded to mono at the feature
+extractor's rate (48 kHz for LAION CLAP); bare numpy arrays are taken to be at that rate already.
+The feature extractor's mode follows the checkpoint's ``enable_fusion``: unfused checkpoints need
+``truncation="rand_trunc"`` (the "fusion" default makes 4-channel input they cannot take).
+
+Clips longer than the model's window (10 s) are handled deterministically, never by a random
+crop: ``long_clip="center"`` (default) embeds the central window; ``"mean"`` embeds up to
+``max_windows`` evenly spaced windows covering the clip and averages them (re-normalised). Fused
+checkpoints use their own global+local view, with numpy's RNG fixed so it is repeatable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fusemix.audio import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_SECONDS,
+    DEFAULT_MIN_SECONDS,
+    AudioError,
+    load_audio,
+)
+
+from .base import (
+    Encoder,
+    EncoderConfigError,
+    EncoderInputError,
+    check_caption,
+    fingerprint_files,
+    freeze,
+    hub_revision,
+    model_max_length,
+    note_truncation,
+    pick_device,
+    pick_dtype,
+    token_count,
+)
+
+LONG_CLIP_MODES = ("center", "mean")
+
+
+@dataclass
+class ClapBundle:
+    """One loaded CLAP checkpoint, shared by its audio and text encoders."""
+
+    model: Any  # transformers.ClapModel
+    feature_extractor: Any  # transformers.ClapFeatureExtractor
+    tokenizer: Any
+    revision: str | None
+    enable_fusion: bool
+
+
+_CACHE: dict[tuple, ClapBundle] = {}
+_LOCK = threading.Lock()
+
+
+def load_clap(model_id: str, *, revision: str | None = None, device=None, dtype=None) -> ClapBundle:
+    """Load (or reuse) a CLAP checkpoint with a feature extractor matching its fusion setting."""
+    from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    key = (str(model_id), revision, str(dev), str(dt))
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        model = ClapModel.from_pretrained(model_id, revision=revision)
+        fe = ClapFeatureExtractor.from_pretrained(model_id, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+        fusion = bool(getattr(model.config.audio_config, "enable_fusion", False))
+        fe.truncation = "fusion" if fusion else "rand_trunc"
+        rev = revision or hub_revision(model.config) or fingerprint_files(model_id)
+        bundle = ClapBundle(freeze(model, dev, dt), fe, tokenizer, rev, fusion)
+        _CACHE[key] = bundle
+        return bundle
+
+
+def clear_clap_cache() -> None:
+    """Drop shared CLAP models (frees memory; next load reads from disk again)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+@contextlib.contextmanager
+def _fixed_numpy_rng(seed: int = 0):
+    """Make the feature extractor's numpy-random choices repeatable without leaking the seed."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def window_starts(n: int, window: int, mode: str, max_windows: int) -> list[int]:
+    """Start offsets of the windows embedded for a clip of ``n`` samples (deterministic)."""
+    if n <= window:
+        return [0]
+    if mode == "center":
+        return [(n - window) // 2]
+    k = min(math.ceil(n / window), max_windows)
+    return [int(round(s)) for s in np.linspace(0, n - window, k)]
+
+
+class _ClapBase(Encoder):
+    def __init__(self, model_id: str, *, revision=None, device=None, dtype=None, batch_size: int = 16):
+        self.bundle = load_clap(model_id, revision=revision, device=device, dtype=dtype)
+        self.model_id = str(model_id)
+        self.revision = self.bundle.revision
+        self.device = self.bundle.model.device
+        self.dtype = self.bundle.model.dtype
+        self.dim = int(self.bundle.model.config.projection_dim)
+        self.pooling = "projected"
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+
+
+class ClapAudioEncoder(_ClapBase):
+    """CLAP audio tower: audio items -> unit vectors ``[B, projection_dim]``."""
+
+    kind = "clap-audio"
+    modality = "audio"
+
+    def __init__(self, model_id: str, *, revision=None, device=None, dtype=None, batch_size: int = 16,
+                 long_clip: str = "center", max_windows: int = 6,
+                 max_seconds: float = DEFAULT_MAX_SECONDS, min_seconds: float = DEFAULT_MIN_SECONDS,
+                 max_bytes: int = DEFAULT_MAX_BYTES):
+        if long_clip not in LONG_CLIP_MODES:
+            raise EncoderConfigError(f"long_clip must be one of {LONG_CLIP_MODES}, got {long_clip!r}")
+        if not isinstance(max_windows, int) or not 1 <= max_windows <= 64:
+            raise EncoderConfigError(f"max_windows must be an int in 1..64, got {max_windows!r}")
+        super().__init__(model_id, revision=revision, device=device, dtype=dtype, batch_size=batch_size)
+        fe = self.bundle.feature_extractor
+        self.sample_rate = int(fe.sampling_rate)
+        self.window = int(fe.nb_max_samples)
+        self.long_clip = "fusion" if self.bundle.enable_fusion else long_clip
+        self.max_windows = max_windows
+        self.limits = {"max_seconds": max_seconds, "min_seconds": min_seconds, "max_bytes": max_bytes}
+
+    def prepare(self, item: Any) -> dict[str, np.ndarray]:
+        """Decode to mono at the extractor's rate, pick windows, compute log-mel features."""
+        try:
+            wav = load_audio(item, self.sample_rate, source_sr=self.sample_rate, **self.limits)
+        except AudioError as exc:
+            raise EncoderInputError(str(exc)) from exc
+        fe = self.bundle.feature_extractor
+        if self.long_clip == "fusion":
+            with _fixed_numpy_rng():
+                feats = fe([wav], sampling_rate=self.sample_rate, return_tensors="np")
+        else:
+            starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
+            windows = [wav[s:s + self.window] for s in starts]
+            feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="np")
+        return {"input_features": feats["input_features"].astype(np.float32),
+                "is_longer": np.asarray(feats["is_longer"], dtype=bool).reshape(-1, 1)}
+
+    def collate(self, prepared: Sequence[dict]) -> dict[str, Any]:
+        return {
+            "input_features": torch.from_numpy(np.concatenate([p["input_features"] for p in prepared])),
+            "is_longer": torch.from_numpy(np.concatenate([p["is_longer"] for p in prepared])),
+            "counts": [len(p["input_features"]) for p in prepared],
+        }
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        model = self.bundle.model
+        out = model.get_audio_features(
+            input_features=batch["input_features"].to(self.device, self.dtype),
+            is_longer=batch["is_longer"].to(self.device),
+        ).pooler_output.float()
+        counts = batch["counts"]
+        if max(counts) == 1:
+            return out
+        groups = torch.split(out, counts)
+        return torch.nn.functional.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
+
+    def extra_description(self) -> dict:
+        return {"sample_rate": self.sample_rate, "window_samples": self.window,
+                "long_clip": self.long_clip, "max_windows": self.max_windows,
+                "enable_fusion": self.bundle.enable_fusion, "normalized": True}
+
+
+class ClapTextEncoder(_ClapBase):
+    """CLAP text tower: captions -> unit vectors ``[B, projection_dim]`` in the audio tower's space."""
+
+    kind = "clap-text"
+    modality = "text"
+
+    def __init__(self, model_id: str, *, revision=None, device=None, dtype=None, batch_size: int = 64,
+                 max_length: int | None = None):
+        super().__init__(model_id, revision=revision, device=device, dtype=dtype, batch_size=batch_size)
+        cfg = self.bundle.model.config.text_config
+        # RoBERTa positions start after the padding index: two slots of the table are not usable.
+        self.max_length = max_length or model_max_length(self.bundle.tokenizer, cfg.max_position_embeddings - 2)
+        self.n_truncated = 0
+
+    def prepare(self, item: Any) -> tuple[str, bool]:
+        text = check_caption(item)
+        return text, token_count(self.bundle.tokenizer, text) > self.max_length
+
+    def collate(self, prepared: Sequence[tuple[str, bool]]) -> dict[str, Any]:
+        tok = self.bundle.tokenizer([t for t, _ in prepared], padding=True, truncation=True,
+                                    max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": tok["input_ids"], "attention_mask": tok["attention_mask"],
+                "n_truncated": sum(tr for _, tr in prepared)}
+
+    def _forward(self, batch: dict) -> torch.Tensor:
+        note_truncation(self, batch["n_truncated"], len(batch["input_ids"]), self.max_length)
+        return self.bundle.model.get_text_features(
+            input_ids=batch["input_ids"].to(self.device),
+            attention_mask=batch["attention_mask"].to(self.device),
+        ).pooler_output.float()
+
+    def extra_description(self) -> dict:
+        return {"max_length": self.max_length, "normalized": True}
+
+
+__all__ = ["ClapAudioEncoder", "ClapTextEncoder", "ClapBundle", "load_clap", "clear_clap_cache",
+           "window_starts", "EncoderInputError"]

@@ -1,0 +1,121 @@
+"""Image encoder: a vision transformer via ``AutoModel`` + the PIL ``AutoImageProcessor``.
+
+Built for DINOv2 (``facebook/dinov2-*``), and works with any AutoModel whose output has a
+``last_hidden_state`` of ``[B, tokens, D]`` with a leading CLS token (ViT, DeiT, DINOv2 with
+registers). The PIL image-processor backend is used so torchvision is never needed.
+
+Pooling: ``"cls"`` (default; for DINOv2 this is the layer-normed CLS token, which is also the
+``pooler_output`` and what DINOv2's linear probes use) or ``"mean"`` over the patch tokens (CLS
+and any register tokens excluded). Latents are not normalised unless ``normalize=True``.
+
+Items: PIL images, file paths, raw bytes, or ``HxWxC`` uint8 arrays. Anything PIL cannot decode
+is a per-item :class:`EncoderInputError`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import (
+    Encoder,
+    EncoderConfigError,
+    EncoderInputError,
+    fingerprint_files,
+    freeze,
+    hub_revision,
+    pick_device,
+    pick_dtype,
+)
+
+POOLINGS = ("cls", "mean")
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
+
+def open_image(item: Any) -> "PIL.Image.Image":  # noqa: F821
+    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(item, Image.Image):
+        img = item
+    elif isinstance(item, (str, os.PathLike, bytes, bytearray)):
+        if isinstance(item, (str, os.PathLike)):
+            path = Path(item)
+            if not path.is_file():
+                raise EncoderInputError(f"image file not found: {path}")
+            if path.stat().st_size > MAX_IMAGE_BYTES:
+                raise EncoderInputError(f"image file over {MAX_IMAGE_BYTES >> 20} MB: {path}")
+            src, name = path, str(path)
+        else:
+            src, name = io.BytesIO(bytes(item)), f"<{len(item)} bytes>"
+        try:
+            img = Image.open(src)
+            img.load()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+            raise EncoderInputError(f"not a readable image ({name}): {exc}") from None
+    elif isinstance(item, np.ndarray):
+        if item.dtype != np.uint8 or item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[2] not in (1, 3, 4)):
+            raise EncoderInputError(
+                f"image arrays must be uint8 HxW or HxWxC with C in (1, 3, 4), got {item.dtype} {item.shape}")
+        img = Image.fromarray(item.squeeze(-1) if item.ndim == 3 and item.shape[2] == 1 else item)
+    else:
+        raise EncoderInputError(f"not an image: expected a PIL image, path, bytes or uint8 array, "
+                                f"got {type(item).__name__}")
+    if min(img.size) < 1:
+        raise EncoderInputError(f"image has no pixels (size {img.size})")
+    return img.convert("RGB")
+
+
+class ImageEncoder(Encoder):
+    """Frozen vision encoder: images -> ``[B, hidden_size]`` (CLS or mean-pooled)."""
+
+    kind = "image"
+    modality = "image"
+
+    def __init__(self, model_id: str, *, pooling: str = "cls", normalize: bool = False,
+                 revision: str | None = None, device=None, dtype=None, batch_size: int = 32):
+        from transformers import AutoImageProcessor, AutoModel
+
+        if pooling not in POOLINGS:
+            raise EncoderConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.batch_size = batch_size
+        self.processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
+        model = AutoModel.from_pretrained(model_id, revision=revision)
+        cfg = model.config
+        if not hasattr(cfg, "hidden_size"):
+            raise EncoderConfigError(f"{model_id}: {type(model).__name__} has no hidden_size; "
+                                     "expected a vision transformer such as DINOv2")
+        self.model = freeze(model, self.device, self.dtype)
+        self.model_id = str(model_id)
+        self.revision = revision or hub_revision(cfg) or fingerprint_files(model_id)
+        self.dim = int(cfg.hidden_size)
+        self.pooling = pooling
+        self.normalize = bool(normalize)
+        self.n_prefix_tokens = 1 + int(getattr(cfg, "num_register_tokens", 0) or 0)
+
+    def prepare(self, item: Any) -> np.ndarray:
+        img = open_image(item)
+        pixels = self.processor(images=[img], return_tensors="np")["pixel_values"]
+        return pixels[0].astype(np.float32)
+
+    def collate(self, prepared: Sequence[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(prepared))
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(pixel_values=batch.to(self.device, self.dtype)).last_hidden_state
+        pooled = hidden[:, 0] if self.pooling == "cls" else hidden[:, self.n_prefix_tokens:].mean(1)
+        pooled = pooled.float()
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def extra_description(self) -> dict:
+        return {"normalized": self.normalize, "model_type": self.model.config.model_type}

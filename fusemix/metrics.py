@@ -1,0 +1,62 @@
+"""Retrieval metrics with several positives per query (COCO/Flickr30K/Clotho have 5 captions an item).
+
+``za`` holds one row per item, ``zb`` one row per caption, ``b_to_a[j]`` names the item that
+caption j describes. a->b: an item query is answered at the rank of its best-ranked caption.
+b->a: a caption query has exactly one correct item.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _first_positive_rank(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the highest-scoring positive in each row (ties counted pessimistically)."""
+    best_pos = sim.masked_fill(~positive, float("-inf")).max(dim=1, keepdim=True).values
+    # Rank = 1 + number of negatives scoring at least as high as the best positive.
+    return 1 + ((sim >= best_pos) & ~positive).sum(dim=1)
+
+
+def ranks_from_similarity(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    if sim.shape != positive.shape:
+        raise ValueError(f"similarity {tuple(sim.shape)} and positive mask {tuple(positive.shape)} differ")
+    if not positive.any(dim=1).all():
+        raise ValueError("every query needs at least one positive target")
+    return _first_positive_rank(sim.float(), positive.bool())
+
+
+def _summary(ranks: torch.Tensor, name: str, ks=(1, 5, 10)) -> dict[str, float]:
+    out = {f"{name}_R@{k}": (ranks <= k).float().mean().item() for k in ks}
+    out[f"{name}_mean_rank"] = ranks.float().mean().item()
+    out[f"{name}_median_rank"] = ranks.float().median().item()
+    return out
+
+
+@torch.no_grad()
+def retrieval_metrics(za: torch.Tensor, zb: torch.Tensor, b_to_a: torch.Tensor | None = None,
+                      prefix: tuple[str, str] = ("a", "b"), ks=(1, 5, 10), chunk: int = 4096) -> dict[str, float]:
+    """R@K, mean and median rank in both directions, as a flat dict like ``i2t_R@1``.
+
+    ``za``/``zb`` should be L2-normalised (cosine similarity = dot product).
+    """
+    if za.ndim != 2 or zb.ndim != 2 or za.shape[1] != zb.shape[1]:
+        raise ValueError(f"need [N, P] and [M, P] embeddings, got {tuple(za.shape)} and {tuple(zb.shape)}")
+    if b_to_a is None:
+        if za.shape[0] != zb.shape[0]:
+            raise ValueError(f"without b_to_a the two sets must be row-aligned, got {za.shape[0]} and {zb.shape[0]} rows")
+        b_to_a = torch.arange(za.shape[0])
+    b_to_a = b_to_a.long().cpu()
+    if b_to_a.shape != (zb.shape[0],) or b_to_a.min() < 0 or b_to_a.max() >= za.shape[0]:
+        raise ValueError(f"b_to_a must map each of the {zb.shape[0]} rows of zb to an item in [0, {za.shape[0]})")
+    za, zb = za.float().cpu(), zb.float().cpu()
+    a, b = prefix
+    a2b, b2a = [], []
+    for s in range(0, za.shape[0], chunk):  # item queries
+        sim = za[s:s + chunk] @ zb.t()
+        pos = b_to_a.unsqueeze(0) == torch.arange(s, s + sim.shape[0]).unsqueeze(1)
+        a2b.append(ranks_from_similarity(sim, pos))
+    for s in range(0, zb.shape[0], chunk):  # caption queries
+        sim = zb[s:s + chunk] @ za.t()
+        pos = torch.zeros_like(sim, dtype=torch.bool)
+        pos[torch.arange(sim.shape[0]), b_to_a[s:s + sim.shape[0]]] = True
+        b2a.append(ranks_from_similarity(sim, pos))
+    return {**_summary(torch.cat(a2b), f"{a}2{b}", ks), **_summary(torch.cat(b2a), f"{b}2{a}", ks)}

@@ -1,0 +1,131 @@
+"""FusionModel: one adapter per modality into a shared space, saved as safetensors + JSON.
+
+Two-tower FuseMix is the two-modality case. More modalities can share one space with
+text as the anchor: train image-text, then train an audio adapter against the frozen
+text adapter, and audio -> image retrieval works without a single audio-image pair.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .adapter import Adapter
+from .checkpoint import CheckpointError, load_state_strict, read_safetensors
+from .io import atomic_save_safetensors, atomic_write_json
+from .loss import ContrastiveLoss
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class ModalitySpec:
+    encoder: str  # model id (or path) of the frozen encoder whose latents this adapter reads
+    dim: int  # width of those latents
+    pooling: str = ""  # how the encoder's output was pooled, for the record
+
+
+@dataclass
+class FusionConfig:
+    modalities: dict[str, ModalitySpec]
+    proj_dim: int = 512
+    depth: int = 4
+    expansion: int = 4
+    dropout: float = 0.6
+    init_temperature: float = 0.07
+    extra: dict = field(default_factory=dict)  # free-form notes: training data, steps, metrics
+
+    def __post_init__(self):
+        self.modalities = {k: v if isinstance(v, ModalitySpec) else ModalitySpec(**v) for k, v in self.modalities.items()}
+        if not self.modalities:
+            raise ValueError("a FusionModel needs at least one modality")
+
+    def to_dict(self) -> dict:
+        return {"model_type": "fusemix.FusionModel", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FusionConfig":
+        d = {k: v for k, v in d.items() if k != "model_type"}
+        return cls(**d)
+
+
+class FusionModel(nn.Module):
+    def __init__(self, config: FusionConfig):
+        super().__init__()
+        self.config = config
+        self.adapters = nn.ModuleDict({
+            name: Adapter(spec.dim, config.proj_dim, config.depth, config.expansion, config.dropout)
+            for name, spec in config.modalities.items()})
+        self.loss_fn = ContrastiveLoss(init_temperature=config.init_temperature)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.adapters)
+
+    def add_modality(self, name: str, spec: ModalitySpec) -> None:
+        """A new adapter into the existing space (e.g. audio, trained against a frozen text anchor)."""
+        if name in self.adapters:
+            raise ValueError(f"the model already has a {name!r} adapter")
+        c = self.config
+        self.adapters[name] = Adapter(spec.dim, c.proj_dim, c.depth, c.expansion, c.dropout).to(
+            self.loss_fn.log_temperature.device)
+        c.modalities[name] = spec
+
+    def embed(self, modality: str, latents: torch.Tensor) -> torch.Tensor:
+        """Adapter output, L2-normalised: cosine similarity in the shared space is a dot product."""
+        if modality not in self.adapters:
+            raise ValueError(f"this model has no {modality!r} adapter; it knows {self.modalities}")
+        dim = self.config.modalities[modality].dim
+        if latents.ndim != 2 or latents.shape[1] != dim:
+            raise ValueError(f"{modality} latents must have shape [B, {dim}] "
+                             f"(from {self.config.modalities[modality].encoder}), got {tuple(latents.shape)}")
+        return F.normalize(self.adapters[modality](latents.to(self.loss_fn.log_temperature.dtype)), dim=-1)
+
+    def forward(self, modality_a: str, a: torch.Tensor, modality_b: str, b: torch.Tensor) -> torch.Tensor:
+        """Symmetric InfoNCE between two modalities' batches (row i of a pairs with row i of b)."""
+        return self.loss_fn(self.embed(modality_a, a), self.embed(modality_b, b))
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(directory / WEIGHTS_NAME, self.state_dict(), {"format": "pt"})
+        atomic_write_json(directory / CONFIG_NAME, self.config.to_dict())
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, expect: dict[str, ModalitySpec] | None = None) -> "FusionModel":
+        """Load a saved model; ``expect`` (modality -> encoder/dim) makes mismatched encoders an error."""
+        directory = Path(directory)
+        cfg_path = directory / CONFIG_NAME
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{directory} holds no {CONFIG_NAME}; is it a fusemix FusionModel directory?")
+        try:
+            raw = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+        if raw.get("model_type") != "fusemix.FusionModel":
+            raise CheckpointError(f"{cfg_path} describes a {raw.get('model_type')!r}, not a fusemix.FusionModel")
+        config = FusionConfig.from_dict(raw)
+        if expect:
+            check_encoders(config, expect)
+        model = cls(config)
+        load_state_strict(model, read_safetensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+        return model.eval()
+
+
+def check_encoders(config: FusionConfig, expect: dict[str, ModalitySpec]) -> None:
+    """Refuse latents from another encoder: an adapter is only meaningful for its own encoder."""
+    for name, spec in expect.items():
+        have = config.modalities.get(name)
+        if have is None:
+            raise CheckpointError(f"checkpoint has no {name!r} adapter (it has {list(config.modalities)})")
+        if have.dim != spec.dim:
+            raise CheckpointError(f"{name} adapter was trained on {have.dim}-d latents of {have.encoder}, "
+                                  f"but the given encoder {spec.encoder} produces {spec.dim}-d latents")
+        if spec.encoder and have.encoder != spec.encoder:
+            raise CheckpointError(f"{name} adapter was trained on latents of {have.encoder}, not {spec.encoder}")

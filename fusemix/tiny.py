@@ -1,0 +1,346 @@
+"""Tiny, randomly initialised stand-ins for the Hugging Face models fusemix uses.
+
+No pretrained weights can be downloaded on the machines this project is tested on, so tests and
+the demo's offline "tiny" profile build small random models from configs, ``save_pretrained`` them
+to a directory and load them back with the same ``from_pretrained`` code as real checkpoints.
+
+Everything built here is a RANDOM STAND-IN: its outputs carry no meaning. Every saved directory
+holds a ``STANDIN.txt`` marker (see :func:`is_standin`) so callers can label it as such.
+
+Builds are deterministic under ``seed`` (the global torch RNG is forked, not disturbed) and atomic:
+a model is written to a temporary sibling directory and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+STANDIN_FILE = "STANDIN.txt"
+
+_STANDIN_TEXT = (
+    "RANDOM STAND-IN MODEL built by fusemix.tiny ({kind}, seed={seed}).\n"
+    "Weights are random: outputs are meaningless. Used for offline tests and the demo's tiny profile.\n"
+)
+
+# Small English-ish merges so BPE merging is exercised; every byte stays covered by the alphabet.
+_COMMON_PAIRS = ["t h", "h e", "a n", "i n", "e r", "o n", "r e", "a t", "e n", "o r"]
+
+
+def is_standin(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory written by this module (a random stand-in)."""
+    return (Path(path) / STANDIN_FILE).is_file()
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 byte-level symbols of GPT-2-style BPE, so any text tokenizes without <unk>."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    return sorted(ByteLevel.alphabet())
+
+
+def _write_standin(path: Path, kind: str, seed: int) -> None:
+    text = _STANDIN_TEXT.format(kind=kind, seed=seed)
+    (path / STANDIN_FILE).write_text(text)
+    (path / "README.md").write_text(f"# {kind} (random stand-in)\n\n{text}")
+
+
+def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable[[Path], None]) -> Path:
+    """Run ``build(tmpdir)`` under a fixed seed, then move the result to ``path``."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"refusing to overwrite non-empty directory {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            build(tmp)
+        _write_standin(tmp, kind, seed)
+        if path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def _roberta_tokenizer(model_max_length: int):
+    from transformers import RobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for ch in _byte_alphabet():
+        vocab.setdefault(ch, len(vocab))
+    merges = []
+    for pair in _COMMON_PAIRS:
+        a, b = pair.split()
+        merges.append((a, b))
+        vocab.setdefault(a + b, len(vocab))
+    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+def _clip_tokenizer(model_max_length: int = 77):
+    from transformers import CLIPTokenizer
+
+    vocab: dict[str, int] = {}
+    for ch in _byte_alphabet():
+        vocab[ch] = len(vocab)
+    for ch in _byte_alphabet():
+        vocab[ch + "</w>"] = len(vocab)
+    merges = []
+    for pair in _COMMON_PAIRS:
+        a, b = pair.split()
+        merges.append((a, b))
+        vocab.setdefault(a + b, len(vocab))
+        merges.append((a, b + "</w>"))
+        vocab.setdefault(a + b + "</w>", len(vocab))
+    for tok in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[tok] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+def _bert_tokenizer(model_max_length: int = 512):
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + list(".,;:!?'\"-()/&%$#@+*=")
+    words = ["the", "a", "an", "and", "of", "in", "on", "dog", "cat", "man", "woman", "with", "is"]
+    vocab_list = specials + chars + ["##" + c for c in chars] + words
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(vocab_list))}
+    return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def save_tiny_clap(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random ``ClapModel`` + ``ClapProcessor`` (unfused, ``truncation="rand_trunc"``).
+
+    Same feature extractor settings as ``laion/clap-htsat-unfused`` (48 kHz, 64 mel bins, 10 s),
+    so the audio path is exercised exactly as with the real checkpoint.
+    """
+
+    def build(tmp: Path) -> None:
+        from transformers import (
+            ClapAudioConfig,
+            ClapConfig,
+            ClapFeatureExtractor,
+            ClapModel,
+            ClapProcessor,
+            ClapTextConfig,
+        )
+
+        tokenizer = _roberta_tokenizer(model_max_length=512)
+        text_cfg = ClapTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=514,
+            projection_dim=16,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        audio_cfg = ClapAudioConfig(
+            depths=[1, 1],
+            num_attention_heads=[2, 4],
+            patch_embeds_hidden_size=32,
+            hidden_size=64,
+            projection_dim=16,
+            enable_fusion=False,
+        )
+        config = ClapConfig(
+            text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(), projection_dim=16
+        )
+        model = ClapModel(config).eval()
+        fe = ClapFeatureExtractor(truncation="rand_trunc")
+        processor = ClapProcessor(feature_extractor=fe, tokenizer=tokenizer)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+
+    return _atomic_build(path, "tiny ClapModel", seed, build)
+
+
+def save_tiny_sd_pipeline(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random diffusers ``StableDiffusionPipeline`` folder producing 64x64 images.
+
+    The layout is SD's (unet/, vae/, text_encoder/, tokenizer/, scheduler/); the tokenizer keeps
+    SD's 77-token limit. The DDIM scheduler uses ``steps_offset=1`` / ``clip_sample=False`` so a
+    saved and reloaded pipeline reproduces the original's images under a seed.
+    """
+
+    def build(tmp: Path) -> None:
+        from diffusers import (
+            AutoencoderKL,
+            DDIMScheduler,
+            StableDiffusionPipeline,
+            UNet2DConditionModel,
+        )
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        tokenizer = _clip_tokenizer(model_max_length=77)
+        text_cfg = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        text_encoder = CLIPTextModel(text_cfg).eval()
+        unet = UNet2DConditionModel(
+            sample_size=16,  # latent side: 64 px / vae_scale_factor 4
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=1,
+            block_out_channels=(32, 64),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        )
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(8, 16, 32),  # 3 blocks: vae_scale_factor 4, 64x64 images
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=8,
+            sample_size=64,
+        )
+        scheduler = DDIMScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(tmp)
+
+    return _atomic_build(path, "tiny StableDiffusionPipeline", seed, build)
+
+
+def save_tiny_image_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random ``Dinov2Model`` + PIL-based ``BitImageProcessor`` (32x32 input)."""
+
+    def build(tmp: Path) -> None:
+        from transformers import Dinov2Config, Dinov2Model
+        from transformers.models.bit import BitImageProcessorPil
+
+        cfg = Dinov2Config(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            mlp_ratio=2,
+            image_size=32,
+            patch_size=8,
+        )
+        Dinov2Model(cfg).eval().save_pretrained(tmp)
+        processor = BitImageProcessorPil(
+            size={"shortest_edge": 36},
+            crop_size={"height": 32, "width": 32},
+            do_center_crop=True,
+            do_convert_rgb=True,
+            image_mean=[0.485, 0.456, 0.406],
+            image_std=[0.229, 0.224, 0.225],
+        )
+        processor.save_pretrained(tmp)
+
+    return _atomic_build(path, "tiny Dinov2Model", seed, build)
+
+
+def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random ``BertModel`` + WordPiece ``BertTokenizer`` (lower-case, char-level fallback),
+    with sentence-transformers' ``1_Pooling/config.json`` (mean) and ``max_seq_length`` 128."""
+
+    def build(tmp: Path) -> None:
+        from transformers import BertConfig, BertModel
+
+        tokenizer = _bert_tokenizer(model_max_length=512)
+        cfg = BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        BertModel(cfg).eval().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # sentence-transformers side files, as real sentence encoders ship them (mean pooling).
+        (tmp / "1_Pooling").mkdir()
+        pooling = {"word_embedding_dimension": cfg.hidden_size, "pooling_mode_cls_token": False,
+                   "pooling_mode_mean_tokens": True}
+        (tmp / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+        (tmp / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+
+    return _atomic_build(path, "tiny BertModel", seed, build)
+
+
+TINY_BUILDERS: dict[str, Callable[..., Path]] = {
+    "clap": save_tiny_clap,
+    "sd": save_tiny_sd_pipeline,
+    "image": save_tiny_image_encoder,
+    "sentence": save_tiny_sentence_encoder,
+}
+
+
+def build_tiny_suite(root: str | os.PathLike, seed: int = 0) -> dict[str, Path]:
+    """Build (or reuse) every tiny stand-in under ``root``; returns ``{name: dir}``.
+
+    Names: ``clap``, ``sd``, ``image``, ``sentence``. A directory is reused when it carries the
+    stand-in marker (written last, so its presence means the build completed); a leftover
+    incomplete directory is rebuilt. Concurrent builders are safe: the loser of a rename race
+    keeps the winner's copy.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+    for name, builder in TINY_BUILDERS.items():
+        target = root / name
+        if not is_standin(target):
+            if target.exists():
+                shutil.rmtree(target)
+            try:
+                builder(target, seed=seed)
+            except (FileExistsError, OSError):
+                if not is_standin(target):
+                    raise
+        out[name] = target
+    (root / "suite.json").write_text(
+        json.dumps({k: str(v) for k, v in out.items()} | {"seed": seed, "standin": True}, indent=2)
+    )
+    return out

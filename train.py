@@ -1,0 +1,288 @@
+"""Train FuseMix fusion adapters on cached latents of frozen encoders.
+
+Read top to bottom: config -> latents -> model -> optimiser -> loop (mix, adapters, InfoNCE)
+-> held-out retrieval -> atomic checkpoints. Every field of TrainConfig is a flag:
+
+    python train.py --latents pairs.safetensors --out runs/demo            # bring your own latents
+    python train.py --data my_audiofolder --x_encoder clap-audio:laion/clap-htsat-unfused \
+        --y_encoder sentence:BAAI/bge-large-en-v1.5 --out runs/audio_text  # extract, then train
+    python train.py --model bridge --latents clap_to_sd.safetensors ...    # audio -> SD text space
+    accelerate launch train.py ...  (or torchrun)                          # data-parallel, global-batch loss
+
+Every step is a pure function of (seed, step): batch order, mixing lambda and partners, and
+dropout are re-seeded from them, so `--resume` continues bit-for-bit.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fusemix.io import atomic_write_json
+from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
+from fusemix.metrics import retrieval_metrics
+from fusemix.mixing import SCHEMES, alpha_at, fusemix_mix, mix_partners, sample_lambda
+from fusemix.model import FusionConfig, FusionModel, ModalitySpec
+from fusemix.optim import lr_at, param_groups
+from fusemix.plotting import plot_metrics
+from fusemix.train_state import latest_checkpoint, load_trainer_state, save_checkpoint
+
+
+def opt(default, help):  # a config field with its help text (becomes the flag's help)
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # --- data ---
+    latents: str = opt("", "latent-pair safetensors file (x, y, optional y_item); skips extraction")
+    data: str = opt("", "dataset folder (audiofolder/imagefolder + metadata) or CSV/JSONL manifest to extract from")
+    x_encoder: str = opt("", "KIND:MODEL_ID of the item encoder for --data, e.g. clap-audio:laion/clap-htsat-unfused")
+    y_encoder: str = opt("", "KIND:MODEL_ID of the caption encoder for --data, e.g. sentence:BAAI/bge-large-en-v1.5")
+    caption_column: str = opt("caption", "caption column of the dataset metadata / manifest")
+    cache_dir: str = opt("cache", "where extracted latents are cached (reused across runs)")
+    heldout_fraction: float = opt(0.05, "fraction of items held out for retrieval evaluation")
+    out: str = opt("runs/fusemix", "output directory: checkpoints, metrics.jsonl, metrics.png")
+    # --- model ---
+    model: str = opt("two_tower", "two_tower (retrieval adapters) or bridge (CLAP -> Stable Diffusion text space)")
+    proj_dim: int = opt(512, "shared space width (paper: 512)")
+    depth: int = opt(4, "residual blocks per adapter (paper: 4)")
+    expansion: int = opt(4, "hidden width multiplier inside a block (paper: 4)")
+    dropout: float = opt(0.6, "dropout inside blocks (paper: 0.6)")
+    init_from: str = opt("", "start from a saved FusionModel dir; new modalities get fresh adapters")
+    freeze: str = opt("", "comma-separated modalities whose adapters stay fixed (e.g. text, as the shared anchor)")
+    # --- FuseMix ---
+    mixup_alpha: float = opt(1.0, "Beta(alpha, alpha) for the shared mixing coefficient; <= 0 turns mixing off")
+    mix_scheme: str = opt("permutation", f"how partners are chosen: {' or '.join(SCHEMES)} (official code: half)")
+    alpha_schedule: str = opt("constant", "constant, linear_decay, cosine_decay or warmup (alpha as a function of step)")
+    # --- optimisation ---
+    epochs: int = opt(50, "passes over the training pairs")
+    batch_size: int = opt(1024, "global batch (split over processes); contrastive negatives come from it")
+    lr: float = opt(1e-3, "peak learning rate (AdamW)")
+    weight_decay: float = opt(0.1, "AdamW weight decay on matrices (none on biases, norms, temperature)")
+    warmup_steps: int = opt(100, "linear warm-up steps before the cosine decay")
+    grad_clip: float = opt(0.0, "max gradient norm; 0 disables")
+    bf16: bool = opt(False, "bf16 autocast for the adapters (CPUs with bf16 units and GPUs)")
+    # --- bookkeeping ---
+    eval_every: int = opt(5, "evaluate held-out retrieval every N epochs (and at the end)")
+    log_every: int = opt(10, "write a training-loss line every N steps")
+    save_every: int = opt(5, "checkpoint every N epochs (and at the end)")
+    max_steps: int = opt(0, "stop after this many steps in this invocation (0: run to the end); for tests and time limits")
+    resume: bool = opt(False, "continue from the latest checkpoint in --out")
+    seed: int = opt(0, "seed for the split, initialisation, batch order, mixing and dropout")
+    device: str = opt("auto", "auto, cpu or cuda")
+    progress: bool = opt(True, "show a tqdm progress bar")
+
+
+def parse_args(argv=None) -> TrainConfig:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f in dataclasses.fields(TrainConfig):
+        kw = {"default": f.default, "help": f.metadata["help"]}
+        if f.type in ("bool", bool):
+            p.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kw)
+        else:
+            p.add_argument(f"--{f.name}", type={"int": int, "float": float, "str": str}[str(f.type)], **kw)
+    return TrainConfig(**vars(p.parse_args(argv)))
+
+
+class TrainingError(ValueError):
+    """A configuration or data problem found before training starts."""
+
+
+def load_pairs(cfg: TrainConfig) -> LatentPairs:
+    if cfg.latents:
+        return load_latent_pairs(cfg.latents)
+    if not (cfg.data and cfg.x_encoder and cfg.y_encoder):
+        raise TrainingError("give --latents FILE, or --data with --x_encoder and --y_encoder")
+    from fusemix.extract import extract_pairs  # heavy imports only when extracting
+
+    return extract_pairs(cfg.data, cfg.x_encoder, cfg.y_encoder, cache_root=cfg.cache_dir,
+                         caption_column=cfg.caption_column)
+
+
+def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:
+    torch.manual_seed(cfg.seed)
+    if cfg.model == "bridge":
+        from fusemix.bridge import ConditioningBridge
+
+        return ConditioningBridge.from_latents(pairs, depth=cfg.depth, expansion=cfg.expansion, dropout=cfg.dropout)
+    if cfg.model != "two_tower":
+        raise TrainingError(f"--model must be two_tower or bridge, got {cfg.model!r}")
+    if pairs.y.ndim != 2:
+        raise TrainingError(f"two_tower adapters need pooled caption latents [M, D]; y has shape {tuple(pairs.y.shape)}")
+    specs = {pairs.x_modality: ModalitySpec(pairs.x_encoder, pairs.x.shape[1]),
+             pairs.y_modality: ModalitySpec(pairs.y_encoder, pairs.y.shape[1])}
+    if len(specs) != 2:
+        raise TrainingError(f"x and y are both called {pairs.x_modality!r}; name the modalities apart in the latent file")
+    if not cfg.init_from:
+        return FusionModel(FusionConfig(specs, cfg.proj_dim, cfg.depth, cfg.expansion, cfg.dropout))
+    model = FusionModel.from_pretrained(cfg.init_from).train()
+    for name, spec in specs.items():
+        if name not in model.adapters:
+            model.add_modality(name, spec)
+        elif model.config.modalities[name].dim != spec.dim:
+            raise TrainingError(f"{cfg.init_from} has a {name} adapter for {model.config.modalities[name].dim}-d "
+                                f"latents, but the latent file's {name} is {spec.dim}-d")
+    return model
+
+
+class PairLoss(torch.nn.Module):
+    """What data parallelism wraps: a batch of (x, y) latents in, (loss, logs) out."""
+
+    def __init__(self, model, x_modality: str, y_modality: str):
+        super().__init__()
+        self.model, self.xm, self.ym = model, x_modality, y_modality
+
+    def forward(self, x, y):
+        if isinstance(self.model, FusionModel):
+            return self.model(self.xm, x, self.ym, y), {}
+        return self.model.training_loss(x, y)
+
+    def temperature(self) -> float:
+        return float(self.model.loss_fn.temperature.detach()) if hasattr(self.model, "loss_fn") else float("nan")
+
+
+@torch.no_grad()
+def evaluate(model, held: LatentPairs, device) -> dict[str, float]:
+    model.eval()
+    x, y = held.x.to(device), held.y.to(device)
+    if isinstance(model, FusionModel):
+        za, zb = model.embed(held.x_modality, x), model.embed(held.y_modality, y)
+    else:
+        za, zb = model.eval_embeddings(x, y)
+    a, b = held.x_modality, held.y_modality
+    prefix = (a[0], b[0]) if a[0] != b[0] else (a, b)
+    out = retrieval_metrics(za, zb, held.item_of, prefix=prefix)
+    out["mean_R@1"] = 0.5 * (out[f"{prefix[0]}2{prefix[1]}_R@1"] + out[f"{prefix[1]}2{prefix[0]}_R@1"])
+    model.train()
+    return out
+
+
+def main(argv=None) -> dict:
+    cfg = parse_args(argv)
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=cfg.device == "cpu")
+    device = acc.device
+    out = Path(cfg.out)
+
+    # ---- data: everything validated before a single step ----
+    pairs = load_pairs(cfg)
+    train, held = pairs.split(cfg.heldout_fraction, seed=cfg.seed) if cfg.heldout_fraction > 0 else (pairs, None)
+    n = train.num_pairs
+    if cfg.batch_size < 2 or cfg.batch_size > n:
+        raise TrainingError(f"--batch_size must be between 2 and the {n} training pairs, got {cfg.batch_size}")
+    if cfg.batch_size % acc.num_processes:
+        raise TrainingError(f"--batch_size {cfg.batch_size} must divide evenly over {acc.num_processes} processes")
+    if cfg.mix_scheme not in SCHEMES:
+        raise TrainingError(f"--mix_scheme must be one of {SCHEMES}, got {cfg.mix_scheme!r}")
+    x_all, y_all, item_of = train.x.to(device).float(), train.y.to(device).float(), train.item_of.to(device)
+    steps_per_epoch = n // cfg.batch_size
+    total_steps = cfg.epochs * steps_per_epoch
+
+    # ---- model and optimiser ----
+    model = build_model(cfg, pairs).to(device)
+    if hasattr(model, "initialize_from_data"):
+        model.initialize_from_data(x_all[item_of], y_all)
+    for name in filter(None, (s.strip() for s in cfg.freeze.split(","))):
+        if not isinstance(model, FusionModel) or name not in model.adapters:
+            raise TrainingError(f"--freeze {name}: the model has no such adapter")
+        model.adapters[name].requires_grad_(False)
+    if hasattr(model, "loss_fn"):
+        model.loss_fn.gather = acc.num_processes > 1
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
+    start_step = 0
+    if cfg.resume and (ckpt := latest_checkpoint(out)) is not None:
+        from fusemix.checkpoint import load_state_strict, read_safetensors
+
+        load_state_strict(model, read_safetensors(ckpt / "model.safetensors"), str(ckpt))
+        state = load_trainer_state(ckpt, optimizer)
+        start_step = state["step"]
+        acc.print(f"resumed from {ckpt} at step {start_step}")
+    loss_module = acc.prepare(PairLoss(model, train.x_modality, train.y_modality))
+    unwrapped = acc.unwrap_model(loss_module)
+    if acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "train_config.json", dataclasses.asdict(cfg))
+    log_path = out / "metrics.jsonl"
+
+    def log(row: dict) -> None:
+        if acc.is_main_process:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def checkpoint(step: int) -> None:
+        if acc.is_main_process:
+            path = save_checkpoint(out, step, model.save_pretrained, optimizer, state)
+            acc.print(f"checkpoint: {path}")
+
+    # ---- the loop ----
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total_steps, initial=start_step, disable=not (cfg.progress and acc.is_main_process),
+               desc="train", dynamic_ncols=True)
+    shard = cfg.batch_size // acc.num_processes
+    rank = acc.process_index
+    model.train()
+    t0, step = time.time(), start_step
+    stop_at = min(total_steps, start_step + cfg.max_steps) if cfg.max_steps else total_steps
+    while step < stop_at:
+        epoch, k = divmod(step, steps_per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+        idx = order[k * cfg.batch_size:(k + 1) * cfg.batch_size].to(device)
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + 7919 * step + 1)
+        lam = sample_lambda(alpha_at(step, total_steps, cfg.mixup_alpha, cfg.alpha_schedule), g)
+        xb, yb = fusemix_mix(x_all[item_of[idx]], y_all[idx], lam, mix_partners(len(idx), cfg.mix_scheme, g))
+        xb, yb = xb[rank * shard:(rank + 1) * shard], yb[rank * shard:(rank + 1) * shard]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps)
+        torch.manual_seed(cfg.seed * 1_000_003 + 104_729 * step + rank)  # dropout, reproducible per step
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            loss, extra = loss_module(xb, yb)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the latents")
+        optimizer.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        if cfg.grad_clip > 0:
+            acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == stop_at:
+            row = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
+                   "lambda": lam, "lr": optimizer.param_groups[0]["lr"], "temperature": unwrapped.temperature(),
+                   "elapsed_s": round(time.time() - t0, 3), **{k: float(v) for k, v in extra.items()}}
+            log(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
+        epoch_done, epoch_no = step % steps_per_epoch == 0, step // steps_per_epoch
+        ended = step == total_steps
+        save = (epoch_done and epoch_no % cfg.save_every == 0) or step == stop_at
+        if held is not None and ((epoch_done and epoch_no % cfg.eval_every == 0) or ended):
+            metrics = evaluate(model, held, device)
+            log({"kind": "eval", "step": step, **metrics})
+            if metrics["mean_R@1"] > state["best_metric"]:  # the best model is always kept on disk
+                state["best_metric"], state["best_checkpoint"], save = metrics["mean_R@1"], f"ckpt-{step:09d}", True
+            bar.write(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if "R@1" in k))
+        if save:
+            checkpoint(step)
+    bar.close()
+    if acc.is_main_process and log_path.exists():
+        plot_metrics(log_path, out / "metrics.png")
+    acc.wait_for_everyone()
+    return {"step": step, "best_metric": state["best_metric"], "out": str(out)}
+
+
+if __name__ == "__main__":
+    try:
+        result = main()
+    except (TrainingError, LatentFileError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(result))
