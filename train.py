@@ -168,7 +168,8 @@ def main(argv=None) -> dict:
     cfg = parse_args(argv)
     from accelerate import Accelerator
 
-    acc = Accelerator(cpu=cfg.device == "cpu")
+    # Without a GPU, accelerate needs cpu=True to join a torchrun group (gloo) instead of running alone.
+    acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = acc.device
     out = Path(cfg.out)
 
@@ -206,6 +207,7 @@ def main(argv=None) -> dict:
         state = load_trainer_state(ckpt, optimizer)
         start_step = state["step"]
         acc.print(f"resumed from {ckpt} at step {start_step}")
+    state["num_processes"] = acc.num_processes
     loss_module = acc.prepare(PairLoss(model, train.x_modality, train.y_modality))
     unwrapped = acc.unwrap_model(loss_module)
     if acc.is_main_process:
