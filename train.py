@@ -62,9 +62,10 @@ class TrainConfig:
     mix_scheme: str = opt("permutation", f"how partners are chosen: {' or '.join(SCHEMES)} (official code: half)")
     alpha_schedule: str = opt("constant", "constant, linear_decay, cosine_decay or warmup (alpha as a function of step)")
     # --- optimisation ---
-    epochs: int = opt(50, "passes over the training pairs")
-    batch_size: int = opt(1024, "global batch (split over processes); contrastive negatives come from it")
-    lr: float = opt(1e-3, "peak learning rate (AdamW)")
+    epochs: int = opt(50, "passes over the training pairs (official run: 500)")
+    batch_size: int = opt(1024, "global batch (split over processes); negatives come from it (official run: 40960)")
+    lr: float = opt(1e-3, "peak learning rate (AdamW; official code: 1e-3)")
+    min_lr: float = opt(1e-6, "learning rate at the end of the cosine decay (official code: 1e-6)")
     weight_decay: float = opt(0.1, "AdamW weight decay on matrices (none on biases, norms, temperature)")
     warmup_steps: int = opt(100, "linear warm-up steps before the cosine decay")
     grad_clip: float = opt(0.0, "max gradient norm; 0 disables")
@@ -197,7 +198,7 @@ def main(argv=None) -> dict:
         model.adapters[name].requires_grad_(False)
     if hasattr(model, "loss_fn"):
         model.loss_fn.gather = acc.num_processes > 1
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
     start_step = 0
     if cfg.resume and (ckpt := latest_checkpoint(out)) is not None:
@@ -244,7 +245,7 @@ def main(argv=None) -> dict:
         xb, yb = fusemix_mix(x_all[item_of[idx]], y_all[idx], lam, mix_partners(len(idx), cfg.mix_scheme, g))
         xb, yb = xb[rank * shard:(rank + 1) * shard], yb[rank * shard:(rank + 1) * shard]
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps)
+            group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr / cfg.lr)
         torch.manual_seed(cfg.seed * 1_000_003 + 104_729 * step + rank)  # dropout, reproducible per step
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss, extra = loss_module(xb, yb)

@@ -220,3 +220,28 @@ def test_model_errors_name_shapes(tmp_path):
     w.write_bytes(w.read_bytes()[:100])  # truncated
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         FusionModel.from_pretrained(tmp_path / "ok")
+
+
+# ---------------------------------------------------------------- optimiser
+def test_no_weight_decay_on_biases_norms_and_temperature():
+    from fusemix.optim import param_groups
+
+    m = _model()
+    decay, no_decay = param_groups(m, 0.1)
+    names = {id(p): n for n, p in m.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decay["params"])
+    nd = {names[id(p)] for p in no_decay["params"]}
+    assert "loss_fn.log_temperature" in nd and any(n.endswith("norm.weight") for n in nd)
+    assert any(n.endswith("fc1.bias") for n in nd)
+
+
+def test_lr_warmup_then_cosine_to_floor():
+    from fusemix.optim import lr_at
+
+    lrs = [lr_at(s, 1000, 1e-3, 100, 1e-3) for s in range(1000)]
+    assert lrs[0] == pytest.approx(1e-5) and lrs[99] == pytest.approx(1e-3)
+    assert all(a <= b for a, b in zip(lrs[:100], lrs[1:100]))  # rising during warm-up
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:]))  # then falling
+    assert lr_at(550, 1000, 1e-3, 100, 1e-3) == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5, rel=1e-6)
+    assert lr_at(1000, 1000, 1e-3, 100, 1e-3) == pytest.approx(1e-6)
