@@ -29,7 +29,7 @@ from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
 from fusemix.metrics import retrieval_metrics
 from fusemix.mixing import SCHEMES, alpha_at, fusemix_mix, mix_partners, sample_lambda
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
-from fusemix.optim import lr_at, param_groups
+from fusemix.optim import lr_at, make_optimizer
 from fusemix.plotting import plot_metrics
 from fusemix.train_state import latest_checkpoint, load_trainer_state, save_checkpoint
 
@@ -198,7 +198,7 @@ def main(argv=None) -> dict:
         model.adapters[name].requires_grad_(False)
     if hasattr(model, "loss_fn"):
         model.loss_fn.gather = acc.num_processes > 1
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
     start_step = 0
     if cfg.resume and (ckpt := latest_checkpoint(out)) is not None:

@@ -18,7 +18,7 @@ import torch
 
 from fusemix.mixing import fusemix_mix, mix_partners, sample_lambda
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
-from fusemix.optim import param_groups
+from fusemix.optim import make_optimizer
 
 
 def sync(device):
@@ -78,7 +78,7 @@ def main():
     for name, bf16 in (("fp32", False), ("bf16", True)):
         model = FusionModel(FusionConfig({"image": ModalitySpec("bench-x", dx), "text": ModalitySpec("bench-y", dy)},
                                          proj_dim=512, depth=4, expansion=4, dropout=0.6)).to(device).train()
-        opt = torch.optim.AdamW(param_groups(model, 0.1), lr=1e-4)
+        opt = make_optimizer(model, 1e-4, 0.1)
         g = torch.Generator().manual_seed(0)
 
         def step():

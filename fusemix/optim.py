@@ -21,3 +21,13 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr
         return base_lr * (step + 1) / warmup_steps
     progress = min((step - warmup_steps) / max(total_steps - warmup_steps, 1), 1.0)
     return base_lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the official code's settings; the fused kernel (one pass over each tensor
+    instead of several) where this torch build has it for the parameters' device."""
+    groups = param_groups(model, weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, lr=lr)
