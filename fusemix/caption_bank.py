@@ -1,0 +1,177 @@
+"""The zero-training baseline: a sound's CLAP latent -> the nearest captions of a caption bank.
+
+CLAP puts audio and text in one space, so before any bridge is trained a sound can be described
+by the captions whose CLAP text embedding is closest to its CLAP audio embedding; those captions
+then become an ordinary Stable Diffusion prompt. The bank ships with fusemix
+(``fusemix/data/caption_bank.txt``, a few hundred everyday sound descriptions written for this
+project). Its embeddings are computed once per (CLAP model, bank file) and cached as safetensors.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+
+from .io import atomic_save_safetensors, sha256_file
+
+CACHE_VERSION = "1"
+MAX_CAPTION_CHARS = 300
+
+
+class CaptionBankError(ValueError):
+    """A caption bank file or query that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class CaptionMatch:
+    caption: str
+    score: float  # cosine similarity between the CLAP audio and caption embeddings, in [-1, 1]
+
+
+def default_bank_path() -> Path:
+    return Path(str(resources.files("fusemix") / "data" / "caption_bank.txt"))
+
+
+def load_captions(path: str | os.PathLike | None = None) -> list[str]:
+    """Captions of a bank file: one per line; blank lines and '#' comments skipped; duplicates dropped."""
+    path = Path(path) if path is not None else default_bank_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaptionBankError(f"caption bank file {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise CaptionBankError(f"caption bank file {path} is not UTF-8 text: {e}") from None
+    captions: list[str] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = " ".join(line.split())
+        if not line or line.startswith("#"):
+            continue
+        if len(line) > MAX_CAPTION_CHARS:
+            raise CaptionBankError(f"{path}:{n}: caption longer than {MAX_CAPTION_CHARS} characters")
+        captions.append(line)
+    captions = list(dict.fromkeys(captions))
+    if not captions:
+        raise CaptionBankError(f"caption bank file {path} holds no captions")
+    return captions
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("FUSEMIX_CACHE") or Path.home() / ".cache" / "fusemix"
+    return Path(root) / "caption_bank"
+
+
+def _model_key(model_id: str) -> str:
+    """A model id, plus file sizes and times when it is a local directory (so a rebuilt dir re-embeds)."""
+    p = Path(model_id).expanduser()
+    if not p.is_dir():
+        return model_id
+    parts = [str(p.resolve())]
+    for f in sorted(p.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            parts.append(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}")
+    return "\n".join(parts)
+
+
+def cache_key(model_id: str, bank_sha256: str) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}\n{_model_key(model_id)}\n{bank_sha256}".encode())
+    return h.hexdigest()[:24]
+
+
+class CaptionBank:
+    """Captions + their L2-normalised CLAP text embeddings; ``search`` finds the best for audio latents."""
+
+    def __init__(self, captions: list[str], embeddings: torch.Tensor, model_id: str):
+        if embeddings.ndim != 2 or embeddings.shape[0] != len(captions):
+            raise CaptionBankError(
+                f"need one embedding row per caption: {len(captions)} captions, embeddings {tuple(embeddings.shape)}")
+        if not torch.isfinite(embeddings).all():
+            raise CaptionBankError("caption embeddings hold NaN or inf values")
+        self.captions = list(captions)
+        self.embeddings = F.normalize(embeddings.float(), dim=-1)
+        self.model_id = model_id
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    @property
+    def dim(self) -> int:
+        return self.embeddings.shape[1]
+
+    @classmethod
+    def build(cls, text_encoder, path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
+              batch_size: int = 64, use_cache: bool = True) -> "CaptionBank":
+        """Embed the bank with a CLAP text encoder (``.encode(list[str])``, ``.model_id``), cached.
+
+        The cache file is keyed by the model id (and, for a local directory, its files' sizes and
+        times) and the bank file's sha256, so another model or an edited bank never reuses it.
+        """
+        path = Path(path) if path is not None else default_bank_path()
+        captions = load_captions(path)
+        model_id = str(getattr(text_encoder, "model_id", "unknown"))
+        bank_sha = sha256_file(path)
+        cache_file = Path(cache_dir or default_cache_dir()) / f"bank-{cache_key(model_id, bank_sha)}.safetensors"
+        if use_cache:
+            cached = _read_cache(cache_file, model_id, bank_sha, len(captions))
+            if cached is not None:
+                return cls(captions, cached, model_id)
+        if batch_size < 1:
+            raise CaptionBankError(f"batch_size must be >= 1, got {batch_size}")
+        rows = [torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu()
+                for s in range(0, len(captions), batch_size)]
+        emb = torch.cat(rows)
+        bank = cls(captions, emb, model_id)
+        if use_cache:
+            atomic_save_safetensors(cache_file, {"embeddings": bank.embeddings}, {
+                "model_id": model_id, "bank_sha256": bank_sha, "count": str(len(captions)),
+                "format": f"fusemix.caption_bank.v{CACHE_VERSION}"})
+        return bank
+
+    @classmethod
+    def from_pretrained(cls, clap_model: str, path: str | os.PathLike | None = None,
+                        cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> "CaptionBank":
+        """Load CLAP's text tower by id/path (``fusemix.encoders``) and build the bank with it."""
+        from .encoders import load_encoder
+
+        return cls.build(load_encoder("clap-text", clap_model, device=device), path, cache_dir)
+
+    @torch.no_grad()
+    def search(self, latents: torch.Tensor, k: int = 3) -> list[list[CaptionMatch]]:
+        """Top-``k`` captions for each CLAP audio latent ([B, dim] or [dim]), best first."""
+        latents = torch.as_tensor(latents)
+        if latents.ndim == 1:
+            latents = latents.unsqueeze(0)
+        if latents.ndim != 2 or latents.shape[1] != self.dim:
+            raise CaptionBankError(
+                f"audio latents must have shape [B, {self.dim}] (CLAP {self.model_id}), got {tuple(latents.shape)}")
+        if not torch.isfinite(latents).all():
+            raise CaptionBankError("audio latents hold NaN or inf values")
+        if not 1 <= k <= len(self):
+            raise CaptionBankError(f"k must be between 1 and the bank size {len(self)}, got {k}")
+        sim = F.normalize(latents.float().cpu(), dim=-1) @ self.embeddings.t()
+        scores, idx = sim.topk(k, dim=1)
+        return [[CaptionMatch(self.captions[i], float(s)) for s, i in zip(srow.tolist(), irow.tolist())]
+                for srow, irow in zip(scores, idx)]
+
+
+def _read_cache(path: Path, model_id: str, bank_sha: str, count: int) -> torch.Tensor | None:
+    """The cached embeddings if the file is complete and describes this model and bank, else None."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("model_id") != model_id or meta.get("bank_sha256") != bank_sha:
+                return None
+            emb = f.get_tensor("embeddings")
+    except (SafetensorError, OSError, KeyError):
+        return None  # unreadable cache: rebuild it (the rewrite is atomic)
+    if emb.ndim != 2 or emb.shape[0] != count or not torch.isfinite(emb).all():
+        return None
+    return emb
