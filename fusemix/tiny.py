@@ -310,6 +310,51 @@ def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
     return _atomic_build(path, "tiny BertModel", seed, build)
 
 
+def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
+    """A tiny random ``CLIPModel`` (text + vision towers) with a CLIP tokenizer and a PIL-based
+    ``CLIPImageProcessorPil`` (32x32 input): the stand-in for the demo's reference scorer
+    (:mod:`fusemix.reference`), loaded with the same ``from_pretrained`` code as a real CLIP."""
+
+    def build(tmp: Path) -> None:
+        from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+        from transformers.models.clip import CLIPImageProcessorPil
+
+        tokenizer = _clip_tokenizer(model_max_length=77)
+        text_cfg = CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=16,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        vision_cfg = CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=16,
+        )
+        config = CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision_cfg.to_dict(), projection_dim=16)
+        CLIPModel(config).eval().save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        processor = CLIPImageProcessorPil(
+            size={"shortest_edge": 32},
+            crop_size={"height": 32, "width": 32},
+            do_center_crop=True,
+            do_convert_rgb=True,
+        )
+        processor.save_pretrained(tmp)
+
+    return _atomic_build(path, "tiny CLIPModel", seed, build)
+
+
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "clap": save_tiny_clap,
     "sd": save_tiny_sd_pipeline,
@@ -317,19 +362,30 @@ TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "sentence": save_tiny_sentence_encoder,
 }
 
+# Built only when asked for (``build_tiny_suite(root, extras=("clip",))``), so the default suite
+# stays what its callers expect.
+EXTRA_TINY_BUILDERS: dict[str, Callable[..., Path]] = {
+    "clip": save_tiny_clip,
+}
 
-def build_tiny_suite(root: str | os.PathLike, seed: int = 0) -> dict[str, Path]:
+
+def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, ...] = ()) -> dict[str, Path]:
     """Build (or reuse) every tiny stand-in under ``root``; returns ``{name: dir}``.
 
-    Names: ``clap``, ``sd``, ``image``, ``sentence``. A directory is reused when it carries the
+    Names: ``clap``, ``sd``, ``image``, ``sentence``, plus any of ``EXTRA_TINY_BUILDERS``
+    (``clip``) named in ``extras``. A directory is reused when it carries the
     stand-in marker (written last, so its presence means the build completed); a leftover
     incomplete directory is rebuilt. Concurrent builders are safe: the loser of a rename race
     keeps the winner's copy.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    unknown = sorted(set(extras) - set(EXTRA_TINY_BUILDERS))
+    if unknown:
+        raise ValueError(f"unknown extra stand-ins {unknown}; known: {sorted(EXTRA_TINY_BUILDERS)}")
+    builders = {**TINY_BUILDERS, **{name: EXTRA_TINY_BUILDERS[name] for name in extras}}
     out: dict[str, Path] = {}
-    for name, builder in TINY_BUILDERS.items():
+    for name, builder in builders.items():
         target = root / name
         if not is_standin(target):
             if target.exists():

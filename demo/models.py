@@ -1,0 +1,678 @@
+"""Model profiles and lazy, cached loaders for the FuseMix demo.
+
+Nothing heavy happens at import time or when the app is built: each model loads on the first
+request that needs it, once, under a lock, and is then shared by every request.
+
+Profiles
+--------
+``real`` (default)
+    Hub checkpoints: CLAP ``laion/clap-htsat-unfused``, Stable Diffusion ``stabilityai/sd-turbo`` and
+    the reference CLIP ``openai/clip-vit-base-patch32`` (override with flags / env vars), plus FuseMix
+    adapters from ``weights/`` or a hub repo (``--weights``). Before the app is built, a cheap probe
+    (local path, or ``config.json`` in the Hugging Face cache, or one metadata request to the hub)
+    checks that each checkpoint can be had. If not, the app says so and, unless ``strict``, falls
+    back to ``tiny``.
+``tiny``
+    Tiny RANDOM stand-ins in Hugging Face format (``fusemix.tiny``), built on first use under a cache
+    folder and loaded through the same ``from_pretrained`` code, with random (untrained) stand-in
+    adapters so that every route runs. Every output is labelled as coming from untrained stand-ins.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("fusemix.demo")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("real", "tiny")
+DEFAULT_IDS = {
+    "clap": "laion/clap-htsat-unfused",
+    "sd": "stabilityai/sd-turbo",
+    "reference": "openai/clip-vit-base-patch32",
+}
+# On CPU the full SD VAE decoder costs more than a sd-turbo UNet step at 512 px: a 1-step generation took
+# 44 CPU-seconds with it and 20.5 with TAESD (a 2.4 M-parameter AutoencoderTiny for the SD 1.x / 2.x
+# latent space), measured with random weights of the real architectures (docs/space.md).
+DEFAULT_CPU_VAE = "madebyollin/taesd"
+# a file that every checkpoint of that kind has, to look for in the local Hugging Face cache
+_PROBE_FILE = {"clap": "config.json", "sd": "model_index.json", "reference": "config.json", "vae": "config.json"}
+DEFAULT_GALLERY = "Default photos (scikit-image)"
+STANDIN_ADAPTER_NOTE = "RANDOM STAND-IN adapter built by the demo's tiny profile: untrained, outputs are meaningless.\n"
+TINY_LAYOUT_VERSION = "1"
+
+
+class ProfileUnavailable(RuntimeError):
+    """The real profile was asked for with ``strict`` but its checkpoints cannot be loaded."""
+
+
+class DemoInputError(ValueError):
+    """A request the demo refuses, with a plain-language message for the user."""
+
+
+def _env_bool(value: str | None) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass
+class Limits:
+    """Request limits; the defaults suit a free CPU Space (2 vCPU, 16 GB)."""
+
+    max_upload_mb: int = 10  # Gradio refuses larger uploads before they reach the app
+    max_audio_seconds: float = 30.0  # checked from the file header, before decoding
+    min_audio_seconds: float = 0.1
+    max_caption_chars: int = 300
+    max_top_k: int = 12
+    queue_size: int = 16  # requests waiting beyond this are turned away ("queue full")
+    generation_concurrency: int = 1  # generations run one at a time (memory)
+    # searches one at a time too: they share Hugging Face fast tokenizers, which must not be used from two
+    # threads at once ("Already borrowed"); generation and search still run side by side
+    search_concurrency: int = 1
+
+
+@dataclass
+class Settings:
+    """Everything the command line or the environment can choose."""
+
+    profile: str = "real"
+    strict: bool = False
+    gallery: str | None = None  # a folder of images, offered next to the default gallery
+    weights: str | None = None  # folder or hub repo id holding trained adapters; None: <repo>/weights
+    clap_model: str = DEFAULT_IDS["clap"]
+    sd_model: str = DEFAULT_IDS["sd"]
+    reference_model: str = DEFAULT_IDS["reference"]
+    vae: str = "auto"  # auto: TAESD on CPU, the checkpoint's own VAE on GPU; full; or an AutoencoderTiny id
+    device: str | None = None  # None: CUDA when available, else CPU
+    tiny_root: str | None = None  # where stand-ins are built; None: $FUSEMIX_CACHE/demo-tiny-v1
+    host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
+    port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
+    probe_timeout: float = 5.0
+    limits: Limits = field(default_factory=Limits)
+
+    ENV = {  # field -> environment variable
+        "profile": "FUSEMIX_PROFILE", "strict": "FUSEMIX_STRICT", "gallery": "FUSEMIX_GALLERY",
+        "weights": "FUSEMIX_WEIGHTS", "clap_model": "FUSEMIX_CLAP_MODEL", "sd_model": "FUSEMIX_SD_MODEL",
+        "reference_model": "FUSEMIX_REFERENCE_MODEL", "vae": "FUSEMIX_VAE", "device": "FUSEMIX_DEVICE",
+        "tiny_root": "FUSEMIX_TINY_ROOT", "host": "FUSEMIX_HOST", "port": "FUSEMIX_PORT",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from ``FUSEMIX_*`` variables; keyword overrides (not None) win."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name, var in cls.ENV.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            if name == "strict":
+                values[name] = _env_bool(raw)
+            elif name == "port":
+                try:
+                    values[name] = int(raw)
+                except ValueError:
+                    raise ValueError(f"{var} must be a port number, got {raw!r}") from None
+            else:
+                values[name] = raw
+        limits = Limits()
+        for f in fields(Limits):
+            raw = env.get(f"FUSEMIX_{f.name.upper()}")
+            if raw:
+                try:
+                    setattr(limits, f.name, type(getattr(limits, f.name))(raw))
+                except ValueError:
+                    raise ValueError(f"FUSEMIX_{f.name.upper()} must be a number, got {raw!r}") from None
+        values["limits"] = limits
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        s = cls(**values)
+        s.validate()
+        return s
+
+    def vae_id(self) -> str | None:
+        """The AutoencoderTiny to decode with, or None for the SD checkpoint's own VAE."""
+        if self.vae == "full":
+            return None
+        if self.vae == "auto":
+            return None if _pick_device(self.device).type == "cuda" else DEFAULT_CPU_VAE
+        return self.vae
+
+    def real_ids(self) -> dict[str, str]:
+        ids = {"clap": self.clap_model, "sd": self.sd_model, "reference": self.reference_model}
+        if self.vae_id():
+            ids["vae"] = self.vae_id()
+        return ids
+
+    def validate(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+        if self.gallery is not None and not Path(self.gallery).is_dir():
+            raise ValueError(f"--gallery {self.gallery!r} is not a folder")
+        if self.port is not None and not 0 < int(self.port) < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+
+
+# --------------------------------------------------------------------------- profile resolution
+
+
+@dataclass
+class Resolution:
+    """Which profile the app runs, and why."""
+
+    requested: str
+    profile: str
+    reason: str = ""  # why the real profile could not be used (empty when it is used)
+
+    @property
+    def standin(self) -> bool:
+        return self.profile == "tiny"
+
+    @property
+    def fell_back(self) -> bool:
+        return self.requested != self.profile
+
+
+def _hub_offline() -> bool:
+    return _env_bool(os.environ.get("HF_HUB_OFFLINE")) or _env_bool(os.environ.get("TRANSFORMERS_OFFLINE"))
+
+
+def probe_checkpoints(ids: Mapping[str, str], timeout: float = 5.0) -> list[str]:
+    """Problems that would stop these checkpoints from loading (empty list: all obtainable).
+
+    Cheap: a local folder is checked for its key file; a hub id counts as present when that file
+    is in the local Hugging Face cache; otherwise one metadata request per id asks the hub (the
+    first failure to reach the hub stops further requests).
+    """
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    problems: list[str] = []
+    remote: list[tuple[str, str]] = []
+    for kind, model_id in ids.items():
+        key = _PROBE_FILE.get(kind, "config.json")
+        p = Path(model_id).expanduser()
+        if p.exists():
+            if not (p / key).is_file():
+                problems.append(f"{model_id} is a local path without {key}")
+            continue
+        try:
+            cached = try_to_load_from_cache(model_id, key)
+        except Exception:  # noqa: BLE001 - a malformed id: let the hub check say why
+            cached = None
+        if isinstance(cached, str):
+            continue
+        remote.append((kind, model_id))
+    if not remote:
+        return problems
+    if _hub_offline():
+        return problems + [f"{m} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+                           for _, m in remote]
+    api = HfApi()
+    for i, (_, model_id) in enumerate(remote):
+        try:
+            api.model_info(model_id, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - connection errors, 404, gated repos: all plain reasons
+            name = type(exc).__name__
+            if "connect" in name.lower() or "timeout" in name.lower() or isinstance(exc, OSError):
+                rest = [m for _, m in remote[i:]]
+                problems.append(f"cannot reach the Hugging Face Hub ({name}: {str(exc)[:120]}), and "
+                                f"{', '.join(rest)} {'is' if len(rest) == 1 else 'are'} not in the local cache")
+                break
+            problems.append(f"{model_id}: {name}: {str(exc)[:160]}")
+    return problems
+
+
+def resolve_profile(settings: Settings, probe: Callable[..., list[str]] = probe_checkpoints) -> Resolution:
+    """Decide the profile before building the UI: real if its checkpoints can be had, else tiny
+    (or :class:`ProfileUnavailable` under ``strict``)."""
+    if settings.profile == "tiny":
+        return Resolution("tiny", "tiny")
+    problems = probe(settings.real_ids(), timeout=settings.probe_timeout)
+    if not problems:
+        return Resolution("real", "real")
+    reason = "The real models cannot be loaded here: " + "; ".join(problems) + "."
+    if settings.strict:
+        raise ProfileUnavailable(reason + " (--strict: not falling back to the tiny stand-ins)")
+    logger.warning("%s Falling back to the tiny profile (untrained random stand-ins).", reason)
+    return Resolution("real", "tiny", reason)
+
+
+# --------------------------------------------------------------------------- adapters on disk
+
+
+def parse_encoder_spec(spec: str, modality: str) -> tuple[str, str]:
+    """``"KIND:MODEL_ID"`` (what train.py records) -> (kind, id); a bare id gets its modality's usual kind."""
+    from fusemix.encoders import ENCODER_KINDS
+
+    kind, sep, model_id = str(spec).partition(":")
+    if sep and kind in ENCODER_KINDS and model_id:
+        return kind, model_id
+    default = {"audio": "clap-audio", "image": "image", "text": "sentence"}.get(modality)
+    if default is None:
+        raise DemoInputError(f"cannot tell which encoder produced the {modality!r} latents ({spec!r})")
+    return default, str(spec)
+
+
+@dataclass
+class AdapterEntry:
+    kind: str  # "fusion" or "bridge"
+    path: Path
+    config: dict
+    standin: bool = False
+
+    @property
+    def modalities(self) -> set[str]:
+        return set(self.config.get("modalities", {})) if self.kind == "fusion" else {"audio"}
+
+    @property
+    def card(self) -> str:
+        readme = self.path / "README.md"
+        return readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
+
+
+def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str]]:
+    """Adapters under ``root`` (itself or its immediate subfolders): (entries, problems)."""
+    from fusemix.tiny import is_standin
+
+    root = Path(root)
+    entries: list[AdapterEntry] = []
+    problems: list[str] = []
+    if not root.is_dir():
+        return entries, [f"{root} is not a folder"]
+    for d in [root, *sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+        cfg = d / "config.json"
+        if not cfg.is_file():
+            continue
+        try:
+            raw = json.loads(cfg.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            problems.append(f"{cfg}: unreadable ({exc})")
+            continue
+        mtype = raw.get("model_type")
+        kind = {"fusemix.FusionModel": "fusion", "fusemix.ConditioningBridge": "bridge"}.get(mtype)
+        if kind is None:
+            continue
+        if not (d / "model.safetensors").is_file():
+            problems.append(f"{d}: config.json without model.safetensors")
+            continue
+        entries.append(AdapterEntry(kind, d, raw, standin=is_standin(d)))
+    return entries, problems
+
+
+def _fetch_weights(spec: str) -> Path:
+    """A local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)."""
+    p = Path(spec).expanduser()
+    if p.exists():
+        return p
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+
+
+# --------------------------------------------------------------------------- the lazy model hub
+
+
+def default_tiny_root() -> Path:
+    base = os.environ.get("FUSEMIX_CACHE") or Path.home() / ".cache" / "fusemix"
+    return Path(base) / f"demo-tiny-v{TINY_LAYOUT_VERSION}"
+
+
+def _pick_device(device: str | None):
+    import torch
+
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class _Once:
+    """A value computed once, on first use, under a lock; a failure is not cached (next call retries)."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn, self.lock, self.value, self.done = fn, threading.Lock(), None, False
+
+    def get(self) -> Any:
+        if self.done:
+            return self.value
+        with self.lock:
+            if not self.done:
+                self.value = self.fn()
+                self.done = True
+        return self.value
+
+    @property
+    def loaded(self) -> bool:
+        return self.done
+
+
+class DemoModels:
+    """Every model the demo uses, loaded lazily and once, shared by all requests."""
+
+    def __init__(self, settings: Settings, resolution: Resolution):
+        self.settings = settings
+        self.resolution = resolution
+        self.profile = resolution.profile
+        self.standin = resolution.standin
+        self.device = _pick_device(settings.device)
+        self.tiny_root = Path(settings.tiny_root) if settings.tiny_root else default_tiny_root()
+        self.adapter_problems: list[str] = []
+        self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
+        self.adapters: list[AdapterEntry] = self._find_adapters()
+        self._tiny = _Once(self._build_tiny)
+        self._clap_audio = _Once(self._load_clap_audio)
+        self._caption_bank = _Once(self._load_caption_bank)
+        self._a2i = _Once(self._load_audio_to_image)
+        self._reference = _Once(self._load_reference)
+        self._fusion: dict[Path, _Once] = {}
+        self._spaces: dict[str, _Once] = {}
+        self._galleries: dict[tuple[str, str], _Once] = {}
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- what is available (cheap)
+
+    def _find_adapters(self) -> list[AdapterEntry]:
+        if self.standin:
+            # the tiny profile's own random adapters, built on first use (see _build_tiny)
+            fusion_cfg = {"model_type": "fusemix.FusionModel", "modalities": {"audio": {}, "text": {}, "image": {}}}
+            bridge_cfg = {"model_type": "fusemix.ConditioningBridge"}
+            return [AdapterEntry("fusion", self.tiny_root / "adapters" / "fusion", fusion_cfg, True),
+                    AdapterEntry("bridge", self.tiny_root / "adapters" / "bridge", bridge_cfg, True)]
+        spec = self.settings.weights
+        if spec is None:
+            spec = str(REPO_ROOT / "weights")
+            if not Path(spec).is_dir():
+                return []
+        try:
+            root = _fetch_weights(spec)
+        except Exception as exc:  # noqa: BLE001 - offline, missing repo: say so, run without adapters
+            self.adapter_problems.append(f"could not fetch adapters from {spec!r}: {type(exc).__name__}: "
+                                         f"{str(exc)[:200]}")
+            return []
+        entries, problems = scan_adapters(root)
+        self.adapter_problems.extend(problems)
+        # real profile: stand-in adapters are never passed off as trained ones
+        for e in [e for e in entries if e.standin]:
+            self.adapter_problems.append(f"{e.path} is a random stand-in adapter; not used on the real profile")
+        return [e for e in entries if not e.standin]
+
+    @property
+    def bridge_entry(self) -> AdapterEntry | None:
+        return next((e for e in self.adapters if e.kind == "bridge"), None)
+
+    def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
+        """The first FuseMix adapter model that has all of ``modalities``."""
+        need = set(modalities)
+        return next((e for e in self.adapters if e.kind == "fusion" and need <= e.modalities), None)
+
+    def has_fusion(self, *modalities: str) -> bool:
+        return self.fusion_entry(*modalities) is not None
+
+    @property
+    def has_bridge(self) -> bool:
+        return self.bridge_entry is not None
+
+    def model_ids(self) -> dict[str, str]:
+        """Checkpoint ids (real) or stand-in folders (tiny; built on first call)."""
+        if self.standin:
+            suite = self.tiny_suite()
+            return {"clap": str(suite["clap"]), "sd": str(suite["sd"]), "reference": str(suite["clip"])}
+        return self.settings.real_ids()
+
+    def describe(self) -> dict:
+        """For the UI's About section (cheap: never loads a model)."""
+        s = self.settings
+        ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
+                "reference": "tiny random CLIPModel"} if self.standin else s.real_ids())
+        return {"profile": self.profile, "requested": self.resolution.requested, "reason": self.resolution.reason,
+                "device": str(self.device), "models": ids,
+                "adapters": [{"kind": e.kind, "path": str(e.path), "modalities": sorted(e.modalities),
+                              "standin": e.standin} for e in self.adapters],
+                "adapter_problems": list(self.adapter_problems)}
+
+    def loaded(self) -> list[str]:
+        names = {"stand-ins": self._tiny, "CLAP": self._clap_audio, "caption bank": self._caption_bank,
+                 "audio-to-image": self._a2i, "reference CLIP": self._reference}
+        return [n for n, o in names.items() if o.loaded]
+
+    # ---------------------------------------------------------------- tiny stand-ins
+
+    def tiny_suite(self) -> dict[str, Path]:
+        if not self.standin:
+            raise RuntimeError("stand-ins are only used on the tiny profile")
+        return self._tiny.get()
+
+    def _build_tiny(self) -> dict[str, Path]:
+        import torch
+
+        from fusemix.bridge import BridgeConfig, ConditioningBridge
+        from fusemix.model import FusionConfig, FusionModel, ModalitySpec
+        from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
+
+        suite = build_tiny_suite(self.tiny_root / "models", extras=("clip",))
+        adapters = self.tiny_root / "adapters"
+
+        def build_fusion(d: Path) -> None:
+            cfg = FusionConfig(
+                modalities={"audio": ModalitySpec(f"clap-audio:{suite['clap']}", 16, "projected"),
+                            "text": ModalitySpec(f"sentence:{suite['sentence']}", 32, "mean"),
+                            "image": ModalitySpec(f"image:{suite['image']}", 32, "cls")},
+                proj_dim=16, depth=1, expansion=2, dropout=0.0,
+                extra={"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()})
+            FusionModel(cfg).save_pretrained(d)
+
+        def build_bridge(d: Path) -> None:
+            bcfg = BridgeConfig(clap_model=str(suite["clap"]), sd_model=str(suite["sd"]), in_dim=16,
+                                seq_len=77, out_dim=32, head="direct", depth=1, expansion=2, dropout=0.0,
+                                extra={"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()})
+            ConditioningBridge(bcfg).save_pretrained(d)
+
+        for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),
+                               (adapters / "bridge", build_bridge, ConditioningBridge.from_pretrained)):
+            if is_standin(d):
+                try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
+                    load(d)
+                    continue
+                except Exception:  # noqa: BLE001
+                    logger.info("rebuilding stale stand-in adapter %s", d)
+            tmp = d.with_name(f".{d.name}.{os.getpid()}.{threading.get_ident()}")  # atomic: build, then rename
+            shutil.rmtree(tmp, ignore_errors=True)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                build(tmp)
+            (tmp / STANDIN_FILE).write_text(STANDIN_ADAPTER_NOTE)
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)
+            try:
+                os.replace(tmp, d)
+            except OSError:  # another process put a fresh copy there first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return dict(suite)
+
+    # ---------------------------------------------------------------- loaders
+
+    def clap_audio(self):
+        """CLAP audio encoder (shared with the caption bank's text tower through fusemix's CLAP cache)."""
+        return self._clap_audio.get()
+
+    def _load_clap_audio(self):
+        from fusemix.encoders import load_encoder
+
+        lim = self.settings.limits
+        return load_encoder("clap-audio", self.model_ids()["clap"], device=self.device,
+                            max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
+                            max_bytes=lim.max_upload_mb * 1024 * 1024)
+
+    def caption_bank(self):
+        """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
+        return self._caption_bank.get()
+
+    def _load_caption_bank(self):
+        from fusemix.caption_bank import CaptionBank
+        from fusemix.encoders import load_encoder
+
+        return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
+
+    def audio_to_image(self):
+        """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
+        return self._a2i.get()
+
+    def _load_audio_to_image(self):
+        import torch
+        from diffusers import StableDiffusionPipeline
+
+        from fusemix.bridge import ConditioningBridge
+        from fusemix.generation import AudioToImage
+
+        ids = self.model_ids()
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        extra = {}
+        if ids.get("vae"):  # a tiny decoder (TAESD) for the same latent space: CPU-friendly
+            from diffusers import AutoencoderTiny
+
+            extra["vae"] = AutoencoderTiny.from_pretrained(ids["vae"], dtype=dtype)
+        # a checkpoint's own safety checker (SD 1.x has one) is kept: AudioToImage refuses flagged images
+        pipe = StableDiffusionPipeline.from_pretrained(ids["sd"], dtype=dtype, **extra).to(self.device)
+        from fusemix.checkpoint import CheckpointError
+
+        bridge = None
+        entry = self.bridge_entry
+        if entry is not None:
+            try:  # a bridge for other encoders must not take the caption-bank route down with it
+                bridge = ConditioningBridge.from_pretrained(entry.path, clap_model=ids["clap"], sd_model=ids["sd"],
+                                                            map_location=self.device)
+            except CheckpointError as exc:
+                self.bridge_error = str(exc)
+                self.adapter_problems.append(f"bridge {entry.path} not used: {exc}")
+                logger.warning("bridge %s not used: %s", entry.path, exc)
+        return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank())
+
+    def reference(self):
+        """The reference CLIP scorer (zero training)."""
+        return self._reference.get()
+
+    def _load_reference(self):
+        from fusemix.reference import ReferenceScorer
+
+        return ReferenceScorer.from_pretrained(self.model_ids()["reference"], device=self.device)
+
+    def fusion_model(self, entry: AdapterEntry):
+        with self._lock:
+            once = self._fusion.setdefault(entry.path, _Once(lambda: self._load_fusion(entry)))
+        return once.get()
+
+    def _load_fusion(self, entry: AdapterEntry):
+        from fusemix.model import FusionModel
+
+        if self.standin:
+            self.tiny_suite()  # builds the stand-in adapters too
+        return FusionModel.from_pretrained(entry.path).to(self.device)
+
+    def space(self, scorer: str, *modalities: str):
+        """An EmbeddingSpace: ``"reference"`` (CLIP: image, text) or ``"fusemix"`` (adapters + encoders)."""
+        if scorer == "reference":
+            key = "reference"
+        elif scorer == "fusemix":
+            entry = self.fusion_entry(*modalities)
+            if entry is None:
+                raise DemoInputError(f"No trained FuseMix adapters for {' + '.join(modalities)} are installed.")
+            key = f"fusemix:{entry.path}:{','.join(sorted(modalities))}"
+        else:
+            raise DemoInputError(f"Unknown scorer {scorer!r}.")
+        with self._lock:
+            once = self._spaces.setdefault(key, _Once(lambda: self._load_space(scorer, modalities)))
+        return once.get()
+
+    def _load_space(self, scorer: str, modalities: tuple[str, ...]):
+        if scorer == "reference":
+            return self.reference().space("reference CLIP")
+        from fusemix.encoders import load_encoder
+        from fusemix.retrieval import EmbeddingSpace
+
+        entry = self.fusion_entry(*modalities)
+        model = self.fusion_model(entry)
+        encoders = {}
+        for m in modalities:
+            kind, model_id = parse_encoder_spec(model.config.modalities[m].encoder, m)
+            if kind == "clap-audio" and model_id == self.model_ids()["clap"]:
+                encoders[m] = self.clap_audio()  # the same CLAP as audio -> image: load it once
+                continue
+            kwargs: dict[str, Any] = {"device": self.device}
+            if kind == "clap-audio":
+                lim = self.settings.limits
+                kwargs.update(max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds)
+            encoders[m] = load_encoder(kind, model_id, **kwargs)
+        # the encoders were loaded from the ids the checkpoint records ("KIND:ID"), so the retriever's
+        # own id comparison (plain id against "KIND:ID") is skipped; widths are still checked
+        return EmbeddingSpace.from_fusion(model, encoders, name="FuseMix adapters", strict_encoder=False,
+                                          standin=self.standin)
+
+    # ---------------------------------------------------------------- galleries
+
+    def gallery_names(self) -> list[str]:
+        names = [DEFAULT_GALLERY]
+        if self.settings.gallery:
+            names.append(self.user_gallery_name)
+        return names
+
+    @property
+    def user_gallery_name(self) -> str:
+        p = Path(self.settings.gallery or "").resolve()
+        return f"Folder: {p.name or p}"
+
+    def image_gallery(self, scorer: str, name: str, space):
+        """The named image gallery embedded in ``space`` (embedded on first use, cached on disk)."""
+        if name not in self.gallery_names():
+            raise DemoInputError(f"Unknown gallery {name!r}; choose one of {self.gallery_names()}.")
+        key = (f"{scorer}:{space.embedder('image').fingerprint}", name)
+        with self._lock:
+            once = self._galleries.setdefault(key, _Once(lambda: self._build_image_gallery(name, space)))
+        return once.get()
+
+    def _build_image_gallery(self, name: str, space):
+        from fusemix.default_gallery import build_default_gallery
+        from fusemix.gallery import Gallery
+
+        emb = space.embedder("image")
+        if name == DEFAULT_GALLERY:
+            return build_default_gallery(emb, emb.fingerprint, progress=False)
+        return Gallery.from_folder(self.settings.gallery, emb, emb.fingerprint, modality="image", progress=False)
+
+    def caption_texts(self) -> tuple[list[str], list[dict]]:
+        """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
+        from fusemix.caption_bank import load_captions
+        from fusemix.default_gallery import default_captions
+
+        texts, meta = [], []
+        caps, files = default_captions()
+        for c, f in zip(caps, files):
+            texts.append(c)
+            meta.append({"source": f"caption of {f} (default gallery)"})
+        for c in load_captions():
+            texts.append(c)
+            meta.append({"source": "caption bank (sound descriptions)"})
+        seen, out_t, out_m = set(), [], []
+        for t, m in zip(texts, meta):
+            if t not in seen:
+                seen.add(t)
+                out_t.append(t)
+                out_m.append(m)
+        return out_t, out_m
+
+    def caption_gallery(self, scorer: str, space):
+        key = (f"{scorer}:{space.embedder('text').fingerprint}", "captions")
+        with self._lock:
+            once = self._galleries.setdefault(key, _Once(lambda: self._build_caption_gallery(space)))
+        return once.get()
+
+    def _build_caption_gallery(self, space):
+        from fusemix.gallery import Gallery, default_cache_dir
+
+        texts, meta = self.caption_texts()
+        emb = space.embedder("text")
+        for m, t in zip(meta, texts):
+            m["caption"] = t
+        return Gallery.from_items(texts, emb, emb.fingerprint, modality="text", meta=meta,
+                                  cache_dir=default_cache_dir(), name="demo-captions", progress=False)

@@ -1,0 +1,152 @@
+"""The zero-training reference scorer for caption -> images: a CLIP model, used as it ships.
+
+Before any FuseMix image-text adapter has been trained, a caption can still be matched to images
+by a contrastively pre-trained CLIP: both towers project into one space, so cosine similarity of
+``get_text_features`` and ``get_image_features`` ranks a gallery. The demo labels this route as
+the *reference* (no FuseMix involved) and keeps it selectable next to trained adapters, so the
+two can be compared on the same gallery.
+
+Default checkpoint: ``openai/clip-vit-base-patch32`` (151 M parameters, ~0.6 GB in float32): the
+smallest OpenAI CLIP, chosen because the demo's CPU target (2 vCPU) embeds the default gallery with
+it in seconds. Any ``CLIPModel`` checkpoint works (``--reference-model``), e.g.
+``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``, whose text tower is the one sd-turbo / SD 2.x condition
+on (~4 GB: fine on a GPU, slow on a free CPU Space).
+
+The model, tokenizer and image processor load with ``from_pretrained(repo_id_or_path)``; images go
+through the PIL-based image processor (torchvision is not needed). Outputs are L2-normalised.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .encoders.base import EncoderInputError, check_caption, pick_device, pick_dtype
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
+
+__all__ = ["DEFAULT_REFERENCE_MODEL", "ReferenceScorer"]
+
+
+def _features(out: Any) -> torch.Tensor:
+    """transformers 5 returns an output object (projected embedding in ``pooler_output``); 4.x a tensor."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
+
+
+class ReferenceScorer:
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space."""
+
+    def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.model_id = str(model_id)
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.dim = int(model.config.projection_dim)
+        self.max_length = int(model.config.text_config.max_position_embeddings)
+        self.batch_size = int(batch_size)
+        self.n_truncated = 0
+        self._lock = threading.Lock()  # tokenizers and CPU inference are not re-entrant-safe
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def from_pretrained(cls, model_id: str | os.PathLike = DEFAULT_REFERENCE_MODEL, *, device=None, dtype=None,
+                        revision: str | None = None, batch_size: int = 16) -> "ReferenceScorer":
+        """Load ``CLIPModel`` + tokenizer + PIL image processor from a hub id or a local directory."""
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        dev = pick_device(device)
+        dt = pick_dtype(dev, dtype)
+        model_id = str(model_id)
+        model = CLIPModel.from_pretrained(model_id, revision=revision)
+        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+        processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
+        return cls(model.to(device=dev, dtype=dt), tokenizer, processor, model_id, batch_size=batch_size)
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def standin(self) -> bool:
+        """True when the checkpoint is a random stand-in written by :mod:`fusemix.tiny`."""
+        from .tiny import is_standin
+
+        return Path(self.model_id).is_dir() and is_standin(self.model_id)
+
+    @property
+    def fingerprint(self) -> str:
+        """Model id + a hash of the weights: galleries embedded by another model never match it."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                t = t.detach().to("cpu")
+                h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
+                h.update(t.float().contiguous().numpy().tobytes())
+            self._fingerprint = f"reference-clip:{self.model_id}:{h.hexdigest()[:32]}"
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ embedding
+
+    def embed_texts(self, captions: Sequence[str]) -> torch.Tensor:
+        """Unit vectors ``[len(captions), dim]``; captions longer than CLIP's 77 tokens are cut (counted)."""
+        if isinstance(captions, str) or not isinstance(captions, Sequence):
+            raise EncoderInputError(f"captions must be a list of strings, got {type(captions).__name__}")
+        texts = [check_caption(c, i) for i, c in enumerate(captions)]
+        outs = []
+        with self._lock, torch.inference_mode():
+            for s in range(0, len(texts), self.batch_size):
+                chunk = texts[s:s + self.batch_size]
+                full = self.tokenizer(chunk, truncation=False, verbose=False)["input_ids"]
+                cut = sum(len(ids) > self.max_length for ids in full)
+                if cut:
+                    self.n_truncated += cut
+                    logger.info("reference CLIP: %d caption(s) truncated to %d tokens", cut, self.max_length)
+                tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
+                                     return_tensors="pt")
+                out = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
+                                                   attention_mask=tok["attention_mask"].to(self.device))
+                outs.append(_features(out).float().cpu())
+        if not outs:
+            return torch.empty((0, self.dim))
+        return F.normalize(torch.cat(outs), dim=-1)
+
+    def embed_images(self, images: Sequence[Any]) -> torch.Tensor:
+        """Unit vectors ``[len(images), dim]`` for PIL images, paths, bytes or arrays."""
+        from .encoders.image import open_image
+
+        if not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
+            raise EncoderInputError(f"images must be a list, got {type(images).__name__}")
+        pil = [open_image(im) for im in images]
+        outs = []
+        with self._lock, torch.inference_mode():
+            for s in range(0, len(pil), self.batch_size):
+                pix = self.image_processor(images=pil[s:s + self.batch_size], return_tensors="pt")["pixel_values"]
+                out = self.model.get_image_features(pixel_values=pix.to(self.device, self.dtype))
+                outs.append(_features(out).float().cpu())
+        if not outs:
+            return torch.empty((0, self.dim))
+        return F.normalize(torch.cat(outs), dim=-1)
+
+    def score(self, caption: str, images: Sequence[Any]) -> torch.Tensor:
+        """Cosine similarity of one caption with each image, ``[len(images)]``."""
+        return (self.embed_images(images) @ self.embed_texts([caption])[0]).float()
+
+    def space(self, name: str = "reference"):
+        """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders)."""
+        from .retrieval import Embedder, EmbeddingSpace
+
+        fp = self.fingerprint
+        return EmbeddingSpace(name, [Embedder("image", self.embed_images, fp + ":image"),
+                                     Embedder("text", self.embed_texts, fp + ":text")], standin=self.standin)
+
+    def __repr__(self) -> str:
+        return f"ReferenceScorer({self.model_id!r}, dim={self.dim}{', stand-in' if self.standin else ''})"
