@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 
@@ -72,7 +74,18 @@ def atomic_save_safetensors(
     """safetensors needs contiguous tensors that do not share memory; make them so."""
     clean = {k: v.detach().contiguous().clone() if _shares(v, tensors) else v.detach().contiguous()
              for k, v in tensors.items()}
-    return atomic_write(path, lambda tmp: save_file(clean, tmp, metadata=metadata))
+
+    def write(tmp: str) -> None:
+        try:
+            save_file(clean, tmp, metadata=metadata)
+        except SafetensorError as e:  # a full or read-only disk must be an OSError like any other write
+            code = re.search(r"os error (\d+)", str(e))
+            if code is None:
+                raise
+            n = int(code.group(1))
+            raise OSError(n, f"{os.strerror(n)} while writing {path}") from e
+
+    return atomic_write(path, write)
 
 
 def _shares(t: torch.Tensor, all_tensors: dict[str, torch.Tensor]) -> bool:
