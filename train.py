@@ -215,6 +215,13 @@ def main(argv=None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json", dataclasses.asdict(cfg))
     log_path = out / "metrics.jsonl"
+    if acc.is_main_process and start_step and log_path.exists():
+        # Steps after the checkpoint are about to be redone: drop their rows so none is logged twice.
+        from fusemix.io import atomic_write_text
+        from fusemix.plotting import read_metrics
+
+        kept = [r for r in read_metrics(log_path) if r.get("step", 0) <= start_step]
+        atomic_write_text(log_path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log(row: dict) -> None:
         if acc.is_main_process:

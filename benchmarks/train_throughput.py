@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a plain checkout
 
 from fusemix.mixing import fusemix_mix, mix_partners, sample_lambda
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec

@@ -29,6 +29,10 @@ class ModalitySpec:
     dim: int  # width of those latents
     pooling: str = ""  # how the encoder's output was pooled, for the record
 
+    def __post_init__(self):
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"a modality's latent dim must be a positive integer, got {self.dim!r}")
+
 
 @dataclass
 class FusionConfig:
@@ -108,12 +112,16 @@ class FusionModel(nn.Module):
             raw = json.loads(cfg_path.read_text())
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
-        if raw.get("model_type") != "fusemix.FusionModel":
-            raise CheckpointError(f"{cfg_path} describes a {raw.get('model_type')!r}, not a fusemix.FusionModel")
-        config = FusionConfig.from_dict(raw)
+        if not isinstance(raw, dict) or raw.get("model_type") != "fusemix.FusionModel":
+            kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
+            raise CheckpointError(f"{cfg_path} describes a {kind!r}, not a fusemix.FusionModel")
+        try:
+            config = FusionConfig.from_dict(raw)
+            model = cls(config)
+        except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # unknown, missing or ill-typed fields
+            raise CheckpointError(f"{cfg_path} is not a valid FusionModel config: {e}") from e
         if expect:
             check_encoders(config, expect)
-        model = cls(config)
         load_state_strict(model, read_safetensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
         return model.eval()
 

@@ -53,6 +53,8 @@ def save_checkpoint(out_dir: str | Path, step: int, save_model, optimizer: torch
     """``save_model(dir)`` writes the inference files (e.g. ``FusionModel.save_pretrained``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".ckpt-*"):  # a save killed half-way; the pointer never named it
+        shutil.rmtree(stale, ignore_errors=True)
     final = out_dir / f"ckpt-{step:09d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
     try:
