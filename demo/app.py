@@ -187,10 +187,42 @@ def check_image_upload(value: Any, limits):
         raise DemoInputError("The uploaded image is empty or missing; upload it again.")
     if p.stat().st_size > limits.max_upload_mb * 1024 * 1024:
         raise DemoInputError(f"The image is over the {limits.max_upload_mb} MB limit.")
+    check_image_header(p)
     try:
         return open_image(p)
     except EncoderInputError:
         raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
+
+
+def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file read from its header only (``Image.open`` without ``load``);
+    DemoInputError when it is not an image or is over the pixel / aspect-ratio limits of
+    ``fusemix.encoders.image`` (MAX_IMAGE_PIXELS, MAX_ASPECT_RATIO). A 14 kB PNG can claim
+    10000 x 10000 px: decoding it cost 8.6 s and +930 MB, so this runs before anything decodes."""
+    from PIL import Image
+
+    from fusemix.encoders import image as image_lib
+
+    # the library's limits (defaults kept here too, for a fusemix without them: 40 Mpx, 20:1)
+    max_px = getattr(image_lib, "MAX_IMAGE_PIXELS", 40_000_000)
+    max_aspect = getattr(image_lib, "MAX_ASPECT_RATIO", 20.0)
+    try:
+        with Image.open(path) as im:  # parses the header; pixel data is read only by load()
+            w, h = (int(v) for v in im.size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own cap (or warning as error)
+        raise DemoInputError(f"The image is too large: its header claims more pixels than the limit of "
+                             f"{max_px / 1e6:g} M pixels.") from None
+    except Exception:  # noqa: BLE001 - PIL cannot identify it: not an image we can use
+        raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
+    if w < 1 or h < 1:
+        raise DemoInputError(f"The image has no pixels ({w} x {h}).")
+    if max_px and w * h > max_px:
+        raise DemoInputError(f"The image is too large: {w} x {h} = {w * h / 1e6:.1f} M pixels, over the limit of "
+                             f"{max_px / 1e6:g} M pixels. Resize it and try again.")
+    if max_aspect and max(w, h) / min(w, h) > max_aspect:
+        raise DemoInputError(f"The image's shape is too extreme: {w} x {h} pixels is {max(w, h) / min(w, h):.0f}:1, "
+                             f"over the limit of {max_aspect:g}:1. Crop it and try again.")
+    return w, h
 
 
 # --------------------------------------------------------------------------- error handling
@@ -243,12 +275,19 @@ def user_errors(fn):
 
 
 def plain_image_errors(component: gr.Image) -> gr.Image:
-    """Make an image input answer an unreadable upload with a plain message instead of Gradio's generic
-    one. (Wrapping the instance's ``preprocess`` rather than subclassing: a Component subclass makes
+    """Make an image input check an upload's header (size, aspect ratio) before Gradio decodes it, and
+    answer a refused or unreadable upload with a plain message instead of Gradio's generic one.
+    (Wrapping the instance's ``preprocess`` rather than subclassing: a Component subclass makes
     Gradio write a ``.pyi`` stub next to this file.)"""
     original = component.preprocess
 
     def preprocess(payload):
+        path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
+        if isinstance(path, (str, os.PathLike)) and Path(path).is_file():  # else Gradio's own handling
+            try:
+                check_image_header(path)  # gr.Image decodes the whole image: refuse from the header first
+            except DemoInputError as exc:
+                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
         try:
             return original(payload)
         except Exception:  # noqa: BLE001 - PIL cannot open it: not an image we can use
@@ -257,6 +296,59 @@ def plain_image_errors(component: gr.Image) -> gr.Image:
 
     component.preprocess = preprocess
     return component
+
+
+def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 - a factory used like the component it returns
+    """``gr.Image(**kwargs)`` for uploads, wrapped by :func:`plain_image_errors`: huge or extreme
+    images are refused from their header before Gradio decodes them."""
+    return plain_image_errors(gr.Image(**kwargs))
+
+
+_atomic_cache_lock = threading.Lock()
+
+
+def install_atomic_gradio_cache() -> bool:
+    """Make Gradio's image cache writes atomic (idempotent; True when it patched, False when already done).
+
+    ``gradio.processing_utils.save_pil_to_cache`` writes ``<cache>/<hash of the bytes>/<name>.<format>``
+    in place, so when two requests return the same thumbnail at once, a download of the first can read
+    the file while the second rewrites it and end early (``RemoteProtocolError`` in the load test,
+    docs/reliability.md). This version writes a temporary file in the same folder and renames it over
+    the target (and skips the write when the target exists: the name is the content's hash, and every
+    file written here is complete). Same arguments, same returned path."""
+    import uuid
+
+    from gradio import processing_utils as pu
+
+    with _atomic_cache_lock:
+        if getattr(pu.save_pil_to_cache, "_fusemix_atomic", False):
+            return False
+
+        def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:  # noqa: A002
+            data = pu.encode_pil_to_bytes(img, format)
+            d = Path(cache_dir) / pu.hash_bytes(data)
+            d.mkdir(exist_ok=True, parents=True)
+            target = (d / f"{name}.{format}").resolve()
+            if not target.is_file():
+                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+                try:
+                    with open(tmp, "xb") as f:  # "x": a new file, created with the usual umask
+                        f.write(data)
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            return str(target)
+
+        try:  # keep Gradio's profiling hook (a no-op unless its profiling is on)
+            from gradio.profiling import traced_sync
+
+            save_pil_to_cache = functools.wraps(pu.save_pil_to_cache)(
+                traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache))
+        except ImportError:
+            pass
+        save_pil_to_cache._fusemix_atomic = True
+        pu.save_pil_to_cache = save_pil_to_cache
+        return True
 
 
 # --------------------------------------------------------------------------- the demo's logic
@@ -511,6 +603,7 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
         settings = Settings.from_env(profile=profile, strict=strict, gallery=gallery, weights=weights)
     if resolution is None:
         resolution = resolve_profile(settings)
+    install_atomic_gradio_cache()  # concurrent requests returning the same thumbnail (docs/reliability.md)
     models = DemoModels(settings, resolution)
     demo_logic = Demo(models)
     lim, g = settings.limits, demo_logic.gen
@@ -617,8 +710,7 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
                 gr.Markdown(_scorer_note(models, "image", "text"), elem_classes=["route-note"])
                 with gr.Row():
                     with gr.Column(scale=1):
-                        i_img = plain_image_errors(gr.Image(type="filepath", label="Image",
-                                                             sources=["upload", "clipboard"]))
+                        i_img = ImageInput(type="filepath", label="Image", sources=["upload", "clipboard"])
                         i_scorer = gr.Radio(i_scorers, value=i_scorers[0][1], label="Scorer")
                         i_k = gr.Slider(1, lim.max_top_k, value=min(5, lim.max_top_k), step=1, label="Top-k")
                         i_btn = gr.Button("Find captions", variant="primary")

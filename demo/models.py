@@ -70,7 +70,9 @@ class Limits:
     min_audio_seconds: float = 0.1
     max_caption_chars: int = 300
     max_top_k: int = 12
-    queue_size: int = 16  # requests waiting beyond this are turned away ("queue full")
+    # requests waiting beyond this are turned away ("Queue is full!"). Waiting requests cost next to nothing
+    # (the concurrency limits below bound memory); 16 turned away 1/3 of a 200-request burst (docs/reliability.md)
+    queue_size: int = 256
     generation_concurrency: int = 1  # generations run one at a time (memory)
     # searches one at a time too: they share Hugging Face fast tokenizers, which must not be used from two
     # threads at once ("Already borrowed"); generation and search still run side by side
