@@ -399,9 +399,15 @@ class LatentCache:
             latents = torch.zeros([0] + (self.item_shape or []), dtype=dt)
         index = torch.tensor([p for p, _ in rows], dtype=torch.int64)
         r = self.shard_range(s)
+        # One metadata key: safetensors keeps metadata in a Rust HashMap, whose iteration order (and so
+        # the header bytes and the sha256) differs from process to process when there are several keys.
+        # A shard's bytes must not depend on which process wrote it: two concurrent writers would
+        # otherwise leave a manifest whose checksums do not match the files. Nothing reads this back
+        # (the manifest holds start/stop); shards of older versions (several keys) still load, since
+        # they are checked against the sha256 their manifest recorded.
+        meta = {"format": FORMAT, "key": self.key, "shard": s, "start": r.start, "stop": r.stop}
         data = st_save({"latents": latents, "index": index},
-                       metadata={"format": FORMAT, "key": self.key, "shard": str(s),
-                                 "start": str(r.start), "stop": str(r.stop)})
+                       metadata={"fusemix": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
         atomic_write(self.dir / self.shard_name(s), lambda tmp: Path(tmp).write_bytes(data))
         return {"file": self.shard_name(s), "sha256": hashlib.sha256(data).hexdigest(), "count": len(rows),
                 "start": r.start, "stop": r.stop, "failed": failed}

@@ -68,6 +68,15 @@ def _hash_lines(lines: Iterator[str]) -> str:
     return h.hexdigest()
 
 
+def _is_utf8(text: str) -> bool:
+    """False for strings UTF-8 cannot encode: lone surrogates such as ``"\\ud800"`` (valid JSON)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def modality_of_path(path: str | os.PathLike) -> str | None:
     ext = Path(path).suffix.lower()
     return "audio" if ext in AUDIO_EXTENSIONS else "image" if ext in IMAGE_EXTENSIONS else None
@@ -153,6 +162,9 @@ class _Grouper:
                 self.skipped.append(Skip(item_id, f"{where}: caption is not text: {cap!r}"))
             elif not (cap or "").strip():
                 self.skipped.append(Skip(item_id, f"{where}: empty caption {cap!r}"))
+            elif not _is_utf8(cap):
+                self.skipped.append(Skip(item_id, f"{where}: caption is not valid Unicode (lone surrogate): "
+                                                  f"{cap[:200]!r}"))
             else:
                 self.caps[item_id].append(cap.strip())
 
@@ -238,6 +250,10 @@ class ManifestSource(PairSource):
             item_id = str(row.get(id_column, "") or "").strip() if id_column else rel
             if not item_id:
                 grouper.skipped.append(Skip(f"<line {line}>", f"{where}: empty {id_column!r}"))
+                continue
+            if not (_is_utf8(item_id) and _is_utf8(rel)):
+                grouper.skipped.append(Skip(f"<line {line}>", f"{where}: {item_column!r} or id is not valid "
+                                                              f"Unicode (lone surrogate): {rel[:200]!r}"))
                 continue
             file = self.root / rel
             if item_id in missing_ids or not file.is_file():

@@ -144,10 +144,9 @@ def test_kill_9_during_training_then_resume_equals_an_uninterrupted_run(tmp_path
     _assert_same(wa, wb)
     _assert_same(oa, ob)
     assert json.loads((out / "latest.json").read_text())["step"] == total
+    assert len(logged) == len(set(logged)) == total  # steps redone after a kill are logged once
 
 
-@pytest.mark.xfail(strict=True, reason="fusemix/train_state.py save_checkpoint never removes the .ckpt-* temporary "
-                                       "directories that a killed save leaves behind (each a full checkpoint)")
 def test_a_half_written_checkpoint_left_by_a_kill_is_cleaned_up_by_the_next_save(tmp_path):
     out = tmp_path / "run"
     common = _small_run(tmp_path, out)
@@ -509,10 +508,6 @@ def test_two_processes_writing_one_latent_cache_never_mix_it_silently(cache_writ
         print(f"\nconcurrent latent-cache writers: {outcome}")
 
 
-@pytest.mark.xfail(strict=True, reason="fusemix/cache.py: safetensors writes shard metadata from a Rust HashMap, so "
-                                       "the same shard's bytes (and sha256) differ from process to process; two "
-                                       "concurrent writers then leave a 'complete' manifest whose checksums do not "
-                                       "match the shard files (measured: 3 of 6 races), and load() refuses the cache")
 def test_a_shard_has_the_same_bytes_whichever_process_writes_it(cache_writers):
     w, tmp = cache_writers
     here, alone = w["make"](tmp / "here"), w["make"](tmp / "alone")

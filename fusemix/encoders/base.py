@@ -76,6 +76,11 @@ def check_caption(item: Any, index: int | None = None) -> str:
         raise EncoderInputError(f"{where}caption must be a string, got {type(item).__name__}")
     if not item.strip():
         raise EncoderInputError(f"{where}caption is empty or whitespace only")
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate such as "\ud800" (valid in JSON, not in UTF-8)
+        raise EncoderInputError(f"{where}caption is not valid Unicode: {e.object[e.start:e.end]!r} at "
+                                f"position {e.start} is a lone surrogate") from None
     return item
 
 

@@ -36,10 +36,38 @@ from .base import (
 
 POOLINGS = ("cls", "mean")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
+# Checked from the header, before any decoding: a 14 kB PNG can claim 100 Mpx (+1.7 GB decoded), and
+# PIL itself only refuses over 2 x its MAX_IMAGE_PIXELS (179 Mpx). Module-level, so an application can
+# change them (``fusemix.encoders.image.MAX_IMAGE_PIXELS = ...``); ``open_image`` also takes them.
+MAX_IMAGE_PIXELS = 40_000_000
+# Processors scale the short side up to their input size: a 1 x 20000 image becomes 256 x 5.1 M px.
+MAX_ASPECT_RATIO = 20.0
 
 
-def open_image(item: Any) -> "PIL.Image.Image":  # noqa: F821
-    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image."""
+def check_image_size(size: tuple[int, int], name: str = "image", *, max_pixels: int | None = None,
+                     max_aspect: float | None = None) -> None:
+    """Refuse a (width, height) over the pixel or aspect-ratio limit (EncoderInputError)."""
+    max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    max_aspect = MAX_ASPECT_RATIO if max_aspect is None else max_aspect
+    w, h = int(size[0]), int(size[1])
+    if min(w, h) < 1:
+        raise EncoderInputError(f"image has no pixels (size {w}x{h}): {name}")
+    if max_pixels and w * h > max_pixels:
+        raise EncoderInputError(f"image too large: {w}x{h} = {w * h / 1e6:.1f} M pixels, over the limit of "
+                                f"{max_pixels / 1e6:g} M pixels ({name})")
+    if max_aspect and max(w, h) / min(w, h) > max_aspect:
+        raise EncoderInputError(f"image aspect ratio too extreme: {w}x{h} is {max(w, h) / min(w, h):.0f}:1, over "
+                                f"the limit of {max_aspect:g}:1 ({name})")
+
+
+def open_image(item: Any, *, max_pixels: int | None = None,
+               max_aspect: float | None = None) -> "PIL.Image.Image":  # noqa: F821
+    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image.
+
+    Files and bytes are checked against ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) and
+    ``max_aspect`` (default :data:`MAX_ASPECT_RATIO`) from their header, before decoding; PIL images
+    and arrays against the same limits before conversion. ``0`` turns a limit off.
+    """
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):
@@ -56,6 +84,10 @@ def open_image(item: Any) -> "PIL.Image.Image":  # noqa: F821
             src, name = io.BytesIO(bytes(item)), f"<{len(item)} bytes>"
         try:
             img = Image.open(src)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+            raise EncoderInputError(f"not a readable image ({name}): {exc}") from None
+        check_image_size(img.size, name, max_pixels=max_pixels, max_aspect=max_aspect)  # header only
+        try:
             img.load()
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
             raise EncoderInputError(f"not a readable image ({name}): {exc}") from None
@@ -67,8 +99,7 @@ def open_image(item: Any) -> "PIL.Image.Image":  # noqa: F821
     else:
         raise EncoderInputError(f"not an image: expected a PIL image, path, bytes or uint8 array, "
                                 f"got {type(item).__name__}")
-    if min(img.size) < 1:
-        raise EncoderInputError(f"image has no pixels (size {img.size})")
+    check_image_size(img.size, "image", max_pixels=max_pixels, max_aspect=max_aspect)
     return img.convert("RGB")
 
 
