@@ -121,7 +121,7 @@ class BridgeConfig:
     in_dim: int = 512  # CLAP projection width
     seq_len: int = 77  # tokenizer.model_max_length of the SD text encoder
     out_dim: int = 1024  # SD text-encoder hidden size (768 for SD 1.x, 1024 for SD 2.x / sd-turbo)
-    head: str = "lowrank"
+    head: str = "lowrank"  # measured winner of benchmarks/bridge_heads.py (docs/audio_to_image.md)
     depth: int = 2
     expansion: int = 4
     dropout: float = 0.1
@@ -131,7 +131,7 @@ class BridgeConfig:
     decoder_heads: int = 4
     memory_tokens: int = 8
     contrastive_weight: float = 1.0
-    regression_weight: float = 1.0
+    regression_weight: float = 0.3  # measured: benchmarks/bridge_heads.py --sweep-weights (docs/audio_to_image.md)
     init_temperature: float = 0.07
     train_modality: str = "audio"  # which CLAP tower produced the training latents: audio, text or both
     extra: dict = field(default_factory=dict)  # free-form provenance: data, steps, metrics
