@@ -215,8 +215,9 @@ def main(argv=None) -> dict:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json", dataclasses.asdict(cfg))
     log_path = out / "metrics.jsonl"
-    if acc.is_main_process and start_step and log_path.exists():
-        # Steps after the checkpoint are about to be redone: drop their rows so none is logged twice.
+    if acc.is_main_process and log_path.exists():
+        # Steps after the checkpoint (all of them, for a fresh run or a kill before the first checkpoint)
+        # are about to be redone: drop their rows so that no step is logged twice.
         from fusemix.io import atomic_write_text
         from fusemix.plotting import read_metrics
 

@@ -140,3 +140,16 @@ def test_anchor_training_keeps_frozen_adapter(tmp_path):
     assert torch.equal(before.embed("text", t), after.embed("text", t))  # the anchor did not move
     x = torch.randn(4, 32)
     assert torch.equal(before.embed("image", x), after.embed("image", x))  # untouched: not in this latent file
+
+
+def test_rerun_without_checkpoint_logs_each_step_once(tmp_path):
+    """A run killed before its first checkpoint leaves log rows; the rerun must not log those steps twice."""
+    f = _write(tmp_path, make_pairs(100, seed=6))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"kind": "train", "step": 1, "loss": 9.0}\n{"kind": "train", "step": 2, "lo')
+    train.main(["--latents", f, "--out", str(out), "--epochs", "1", "--batch_size", "20", "--log_every", "1",
+                "--heldout_fraction", "0", "--resume", *SMALL])
+    steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"] != 9.0
