@@ -1,23 +1,26 @@
-"""Which output head should the conditioning bridge use, and how should its two losses be weighted?
+"""Which output head should the conditioning bridge use, how should its losses be weighted, and
+how much does the captions-only route lose to CLAP's modality gap?
 
-Trains each head of ``fusemix.bridge`` with the same FuseMix loop on the same training pairs and
-prints, on the same held-out pairs: bridge -> caption R@1 (pooled, see fusemix/bridge.py),
-sequence relative MSE (1.0 = no better than the mean caption encoding), centred token cosine,
-output/target norm ratio, parameter count and forward time.
+``--section heads`` (default) trains each head of ``fusemix.bridge`` with the same FuseMix loop on
+the same training pairs and prints, on the same held-out pairs: bridge -> caption R@1 (pooled, see
+fusemix/bridge.py), sequence relative MSE (1.0 = no better than the mean caption encoding), centred
+token cosine, output/target norm ratio, parameter count, forward time and training time.
+``--sweep-weights`` adds runs of the default head with several regression weights.
 
 Data (``--data``):
 - ``synthetic`` (default): real sizes (512-d CLAP-like latents -> 77 x D sequences) generated from a
   shared hidden concept, with the structure of CLIP text encodings: a constant BOS token, content
   tokens for a concept-dependent length, then padding tokens carrying a summary of the content,
-  plus a caption-specific part the latent cannot explain. A STAND-IN for real CLAP/SD pairs.
-- ``tiny``: tiny random CLAP text tower latents of ~2000 captions (caption bank + combinations)
-  -> tiny random SD text-encoder prompt_embeds of the same captions (route b's shape of problem).
+  token-level noise, and caption content the latent cannot see. A STAND-IN for real CLAP/SD pairs.
+- ``tiny``: tiny random CLAP text tower latents of ~2500 captions (caption bank + combinations)
+  -> tiny random SD text-encoder prompt_embeds of the same captions.
 
-``--sweep-weights`` also trains the default head with several regression weights (contrastive
-weight 1) and with regression alone, to justify the default weights.
+``--section gap``: route (b) on synthetic latents whose "audio" and "text" versions differ by a
+constant offset: trained on text, tested on audio, without and with mean-centering.
 
     python benchmarks/bridge_heads.py                       # synthetic, all heads
-    python benchmarks/bridge_heads.py --data tiny --sweep-weights
+    python benchmarks/bridge_heads.py --heads lowrank --sweep-weights --reg-weights 0.1 0.3 1
+    python benchmarks/bridge_heads.py --section gap --x-noise 1.0 --gaps 0 1.5 3
 """
 from __future__ import annotations
 
@@ -279,7 +282,8 @@ def main(argv=None) -> list[dict]:
           f"({time.perf_counter() - t0:.1f}s); chance R@1 = {1 / args.n_heldout:.4f}; "
           f"{args.steps} steps x batch {args.batch}, torch threads {torch.get_num_threads()}", flush=True)
     common = dict(in_dim=x.shape[1], seq_len=y.shape[1], out_dim=y.shape[2], depth=args.depth,
-                  dropout=args.dropout, rank=args.rank, decoder_dim=args.decoder_dim, clap_model="benchmark", sd_model="benchmark")
+                  dropout=args.dropout, rank=args.rank, decoder_dim=args.decoder_dim,
+                  clap_model="benchmark", sd_model="benchmark")
     results = []
     for head in filter(None, args.heads.split(",")):
         results.append(run(f"head={head}", BridgeConfig(head=head, **common), data, args))

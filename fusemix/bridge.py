@@ -124,7 +124,7 @@ class BridgeConfig:
     head: str = "lowrank"  # measured winner of benchmarks/bridge_heads.py (docs/audio_to_image.md)
     depth: int = 2
     expansion: int = 4
-    dropout: float = 0.1
+    dropout: float = 0.6  # measured: +5 R@1 points over 0.1 at equal sequence error (docs/audio_to_image.md)
     rank: int = 128  # lowrank head: number of basis sequences
     decoder_dim: int = 256  # decoder head: model width
     decoder_layers: int = 2
@@ -509,3 +509,66 @@ class ConditioningBridge(nn.Module):
             raise BridgeConfigError(
                 f"caption encodings must have shape [B, {c.seq_len}, {c.out_dim}] "
                 f"(prompt_embeds of {c.sd_model}), got {tuple(y.shape)}")
+
+
+# --------------------------------------------------------------------------- CLI: route (b)'s audio mean
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+
+
+def set_audio_mean_main(argv=None) -> int:
+    """``python -m fusemix.bridge BRIDGE_DIR (--audio DIR_OR_FILE ... | --latents FILE)``
+
+    Record the mean CLAP audio latent in a bridge trained on captions only (route b), so audio is
+    centred on its own tower's mean at inference. Unlabelled audio is enough; the bridge is re-saved
+    in place. ``--latents`` takes a latent-pair file whose ``x`` holds CLAP audio latents.
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=set_audio_mean_main.__doc__.split("\n")[0])
+    p.add_argument("bridge", help="a saved ConditioningBridge directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", nargs="+", help="audio files or folders (searched recursively)")
+    src.add_argument("--latents", help="latent-pair safetensors file whose x are CLAP audio latents")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    bridge = ConditioningBridge.from_pretrained(args.bridge)
+    if args.latents:
+        from .latents import load_latent_pairs
+
+        pairs = load_latent_pairs(args.latents)
+        kind, clap_id = split_encoder_spec(pairs.x_encoder)
+        if kind not in (None, "clap-audio") or "audio" not in str(pairs.x_modality):
+            raise BridgeConfigError(
+                f"{args.latents} holds {pairs.x_modality} latents ({pairs.x_encoder}), not CLAP audio")
+        bridge.check_compatible(clap_model=clap_id)
+        latents = pairs.x.float()
+    else:
+        from .encoders import load_encoder
+
+        files = []
+        for item in map(Path, args.audio):
+            if not item.exists():
+                raise BridgeConfigError(f"{item} does not exist")
+            if item.is_dir():
+                files += sorted(f for f in item.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES)
+            else:
+                files.append(item)
+        if not files:
+            raise BridgeConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {args.audio}")
+        encoder = load_encoder("clap-audio", bridge.config.clap_model, device=args.device)
+        latents = encoder.encode([str(f) for f in files])
+    bridge.set_modality_mean("audio", latents)
+    bridge.save_pretrained(args.bridge)
+    print(f"recorded the mean of {latents.shape[0]} CLAP audio latents in {args.bridge}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    try:
+        sys.exit(set_audio_mean_main())
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

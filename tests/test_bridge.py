@@ -316,9 +316,10 @@ def train_with_train_py(world, x, y, x_modality, clap_id, name, epochs, batch_si
 def test_premise_tiny_clap_separates_the_synthetic_classes(tiny_world):
     w = tiny_world
     x, lab = w["x_aligned"] - w["x_aligned"][w["train"]].mean(0), w["labels"]
-    cents = F.normalize(torch.stack([x[w["train"]][lab[w["train"]] == c].mean(0) for c in range(len(CAPTIONS))]), dim=-1)
+    tr = w["train"]
+    cents = F.normalize(torch.stack([x[tr][lab[tr] == c].mean(0) for c in range(len(CAPTIONS))]), dim=-1)
     acc = ((x[w["held"]] @ cents.T).argmax(1).numpy() == lab[w["held"]]).mean()
-    assert acc >= 0.8, f"the stand-in CLAP no longer separates held-out synthetic clips (acc {acc:.2f}); redesign the test"
+    assert acc >= 0.8, f"the stand-in CLAP no longer separates held-out clips (acc {acc:.2f}); redesign the test"
 
 
 def test_bridge_learns_audio_to_caption_route_a(tiny_world):
@@ -343,7 +344,15 @@ def test_captions_only_route_b_transfers_to_audio(tiny_world):
     assert bridge.config.train_modality == "text"
     text_r1 = caption_r1(bridge, w["x_text"], np.arange(len(CAPTIONS)), w["y"])
     raw = caption_r1(bridge, w["x_aligned"][held], lab[held], w["y"])
-    bridge.set_modality_mean("audio", w["x_aligned"][tr])  # unlabelled audio is enough for the correction
+    # unlabelled audio is enough for the correction; the CLI records it in the saved bridge
+    from fusemix.bridge import set_audio_mean_main
+
+    bridge.save_pretrained(w["root"] / "route_b_bridge")
+    save_latent_pairs(w["root"] / "unlabelled.safetensors", LatentPairs(
+        w["x_aligned"][tr], w["y"][lab[tr]], None, "audio", "sd-text", f"clap-audio:{w['aligned']}", w["sd"]))
+    assert set_audio_mean_main([str(w["root"] / "route_b_bridge"), "--latents",
+                                str(w["root"] / "unlabelled.safetensors")]) == 0
+    bridge = ConditioningBridge.from_pretrained(w["root"] / "route_b_bridge")
     shifted = caption_r1(bridge, w["x_aligned"][held], lab[held], w["y"], modality="audio")
     zero_shot = float(((w["x_aligned"][held] @ w["x_text"].T).argmax(1).numpy() == lab[held]).mean())
     gap = float((w["x_aligned"][tr].mean(0) - w["x_text"].mean(0)).norm())
@@ -351,3 +360,26 @@ def test_captions_only_route_b_transfers_to_audio(tiny_world):
           f"(stand-in CLAP zero-shot audio->caption {zero_shot:.3f}, centroid gap {gap:.3f})")
     assert text_r1 == 1.0
     assert shifted >= 0.7, shifted
+
+
+def test_audio_mean_cli_encodes_a_folder_of_clips(tiny_world, tmp_path):
+    import soundfile as sf
+
+    from fusemix.bridge import set_audio_mean_main
+
+    w = tiny_world
+    bridge = ConditioningBridge(cfg(clap_model=w["aligned"], sd_model=w["sd"], train_modality="text"))
+    bridge.save_pretrained(tmp_path / "br")
+    rng = np.random.default_rng(1)
+    (tmp_path / "clips" / "sub").mkdir(parents=True)
+    sf.write(tmp_path / "clips" / "a.wav", synth_clip(0, rng), SR)
+    sf.write(tmp_path / "clips" / "sub" / "b.flac", synth_clip(2, rng), SR)
+    (tmp_path / "clips" / "notes.txt").write_text("not audio, skipped by suffix")
+    assert set_audio_mean_main([str(tmp_path / "br"), "--audio", str(tmp_path / "clips")]) == 0
+    loaded = ConditioningBridge.from_pretrained(tmp_path / "br")
+    assert loaded.describe()["modality_means"] == ["audio"] and int(loaded.modality_counts[0]) == 2
+    with pytest.raises(BridgeConfigError, match="does not exist"):
+        set_audio_mean_main([str(tmp_path / "br"), "--audio", str(tmp_path / "clips" / "sub" / "none")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BridgeConfigError, match="no audio files"):
+        set_audio_mean_main([str(tmp_path / "br"), "--audio", str(tmp_path / "empty")])
