@@ -196,32 +196,26 @@ def check_image_upload(value: Any, limits):
 
 def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of an image file read from its header only (``Image.open`` without ``load``);
-    DemoInputError when it is not an image or is over the pixel / aspect-ratio limits of
-    ``fusemix.encoders.image`` (MAX_IMAGE_PIXELS, MAX_ASPECT_RATIO). A 14 kB PNG can claim
-    10000 x 10000 px: decoding it cost 8.6 s and +930 MB, so this runs before anything decodes."""
+    DemoInputError when it is not an image or is over the library's pixel / aspect-ratio limits
+    (``fusemix.encoders.image.check_image_size``). A 14 kB PNG can claim 10000 x 10000 px: decoding it
+    cost 8.6 s and +930 MB, so this runs before anything decodes."""
     from PIL import Image
 
-    from fusemix.encoders import image as image_lib
+    from fusemix.encoders.base import EncoderInputError
+    from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size
 
-    # the library's limits (defaults kept here too, for a fusemix without them: 40 Mpx, 20:1)
-    max_px = getattr(image_lib, "MAX_IMAGE_PIXELS", 40_000_000)
-    max_aspect = getattr(image_lib, "MAX_ASPECT_RATIO", 20.0)
     try:
         with Image.open(path) as im:  # parses the header; pixel data is read only by load()
             w, h = (int(v) for v in im.size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own cap (or warning as error)
         raise DemoInputError(f"The image is too large: its header claims more pixels than the limit of "
-                             f"{max_px / 1e6:g} M pixels.") from None
+                             f"{MAX_IMAGE_PIXELS / 1e6:g} M pixels.") from None
     except Exception:  # noqa: BLE001 - PIL cannot identify it: not an image we can use
         raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
-    if w < 1 or h < 1:
-        raise DemoInputError(f"The image has no pixels ({w} x {h}).")
-    if max_px and w * h > max_px:
-        raise DemoInputError(f"The image is too large: {w} x {h} = {w * h / 1e6:.1f} M pixels, over the limit of "
-                             f"{max_px / 1e6:g} M pixels. Resize it and try again.")
-    if max_aspect and max(w, h) / min(w, h) > max_aspect:
-        raise DemoInputError(f"The image's shape is too extreme: {w} x {h} pixels is {max(w, h) / min(w, h):.0f}:1, "
-                             f"over the limit of {max_aspect:g}:1. Crop it and try again.")
+    try:
+        check_image_size((w, h), "upload")
+    except EncoderInputError as e:
+        raise DemoInputError(f"This upload was refused: {e}. Resize or crop it and try again.") from None
     return w, h
 
 
