@@ -4,20 +4,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .dropout import GeluDropout
+
 
 class ResidualBlock(nn.Module):
-    """Pre-LayerNorm MLP block with a skip: x + Drop(W2 GELU(W1 LN(x)))."""
+    """Pre-LayerNorm MLP block with a skip: x + W2 Drop(GELU(W1 LN(x)))."""
 
     def __init__(self, dim: int, expansion: int = 4, dropout: float = 0.0):
         super().__init__()
         self.norm = nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, expansion * dim)
-        self.act = nn.GELU()
-        self.drop = nn.Dropout(dropout)
+        self.act_drop = GeluDropout(dropout)  # GELU then dropout, fused (fusemix/dropout.py)
         self.fc2 = nn.Linear(expansion * dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fc2(self.drop(self.act(self.fc1(self.norm(x)))))
+        return x + self.fc2(self.act_drop(self.fc1(self.norm(x))))
 
 
 class Adapter(nn.Module):

@@ -1,0 +1,138 @@
+"""The vectorised CLAP log-mel features equal transformers' ``ClapFeatureExtractor``'s.
+
+``fusemix.encoders.clap_features`` replaces the extractor on the unfused path for speed only, so
+every output is compared with the extractor's own (``return_tensors="np"``). Tolerance: max abs
+difference below TOL_DB (the features are dB values in about -100..+60; measured: ~2e-6 dB, one
+float32 rounding step).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+from transformers import ClapFeatureExtractor
+
+from fusemix.encoders import load_encoder
+from fusemix.encoders.clap_features import check_supported, clap_log_mel
+from fusemix.tiny import save_tiny_clap
+
+TOL_DB = 1e-4
+
+# Defaults (= laion/clap-htsat-unfused: 48 kHz, 1024-point FFT, hop 480, 64 mels, 10 s) and a
+# small, non-default one (odd FFT size, fewer mels, 2 s window) that runs in milliseconds.
+CONFIGS = {
+    "default": {},
+    "small": {"sampling_rate": 16000, "fft_window_size": 401, "hop_length": 160, "feature_size": 32,
+              "max_length_s": 2, "frequency_max": 7000},
+}
+
+
+def extractor(config: str, padding: str = "repeatpad") -> ClapFeatureExtractor:
+    return ClapFeatureExtractor(truncation="rand_trunc", padding=padding, **CONFIGS[config])
+
+
+def clips(fe: ClapFeatureExtractor) -> dict[str, np.ndarray]:
+    """Clips that need each kind of padding, plus edge cases of content."""
+    n, sr = fe.nb_max_samples, fe.sampling_rate
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / sr
+    return {
+        "short": (0.1 * rng.standard_normal(n // 7)).astype(np.float32),
+        "exact": (0.1 * rng.standard_normal(n)).astype(np.float32),
+        "odd": rng.uniform(-1, 1, n // 3 + 1).astype(np.float32),
+        "silence": np.zeros(n // 2, dtype=np.float32),
+        "loud_sine": np.sin(2 * np.pi * 997 * t[: n - 1]).astype(np.float32),
+    }
+
+
+def assert_same(got: dict, ref) -> None:
+    ref_x, ref_longer = ref["input_features"], ref["is_longer"]
+    assert got["input_features"].dtype == ref_x.dtype == np.float32
+    assert got["input_features"].shape == ref_x.shape
+    assert np.abs(got["input_features"] - ref_x).max() < TOL_DB
+    assert got["is_longer"].dtype == ref_longer.dtype and np.array_equal(got["is_longer"], ref_longer)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("padding", ["repeatpad", "repeat", "pad"])
+@pytest.mark.parametrize("name", ["short", "exact", "odd", "silence", "loud_sine"])
+def test_features_equal_the_extractor(config, padding, name):
+    fe = extractor(config, padding)
+    clip = clips(fe)[name]
+    assert_same(clap_log_mel([clip], fe), fe([clip], sampling_rate=fe.sampling_rate, return_tensors="np"))
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_several_windows_in_one_call(config):
+    fe = extractor(config)
+    windows = list(clips(fe).values())
+    assert_same(clap_log_mel(windows, fe), fe(windows, sampling_rate=fe.sampling_rate, return_tensors="np"))
+
+
+class OwnExtractor(ClapFeatureExtractor):
+    """A subclass may change how features are computed: not reproduced."""
+
+
+@pytest.mark.parametrize("change", [
+    {"truncation": "fusion"},
+    {"padding": "longest"},
+    {"hop_length": 0},
+])
+def test_unsupported_configs_are_refused(change):
+    fe = extractor("small")
+    for key, value in change.items():
+        setattr(fe, key, value)
+    with pytest.raises(ValueError):
+        check_supported(fe)
+    with pytest.raises(ValueError):
+        clap_log_mel([np.zeros(1000, np.float32)], fe)
+
+
+def test_unsupported_extractors_and_windows_are_refused():
+    with pytest.raises(ValueError):
+        check_supported(OwnExtractor(truncation="rand_trunc"))
+    fe = extractor("small")
+    fe.mel_filters_slaney = fe.mel_filters_slaney[:-1]  # no longer fits the FFT size
+    with pytest.raises(ValueError):
+        check_supported(fe)
+    fe = extractor("small")
+    too_long = np.zeros(fe.nb_max_samples + 1, np.float32)  # would need the extractor's random crop
+    for bad in (np.zeros(0, np.float32), too_long, np.zeros((1000, 2), np.float32)):
+        with pytest.raises(ValueError):
+            clap_log_mel([bad], fe)
+
+
+# --------------------------------------------------------------------------- ClapAudioEncoder
+
+
+@pytest.fixture(scope="module")
+def tiny_clap(tmp_path_factory):
+    return save_tiny_clap(tmp_path_factory.mktemp("tiny-clap-features") / "clap")
+
+
+@pytest.mark.parametrize("long_clip", ["center", "mean"])
+def test_encoder_prepare_is_unchanged(tiny_clap, tmp_path, monkeypatch, long_clip):
+    enc = load_encoder("clap-audio", tiny_clap, device="cpu", long_clip=long_clip, max_windows=3)
+    assert enc.fast_features
+    rng = np.random.default_rng(1)
+    wav_file = tmp_path / "stereo.wav"
+    sf.write(wav_file, 0.1 * rng.standard_normal((44100 * 3, 2)), 44100)
+    items = [wav_file,
+             (0.1 * rng.standard_normal(enc.sample_rate * 2)).astype(np.float32),
+             (0.1 * rng.standard_normal(enc.window * 2 + 12345)).astype(np.float32)]
+    fast = [enc.prepare(item) for item in items]
+    monkeypatch.setattr(enc, "fast_features", False)
+    for item, got in zip(items, fast):
+        ref = enc.prepare(item)
+        assert got.keys() == ref.keys()
+        assert_same(got, ref)
+
+
+def test_encoder_falls_back_when_not_reproducible(tiny_clap, monkeypatch):
+    enc = load_encoder("clap-audio", tiny_clap, device="cpu")
+    monkeypatch.setattr(enc.bundle.feature_extractor, "padding", "longest")
+    fallback = load_encoder("clap-audio", tiny_clap, device="cpu")
+    assert fallback.bundle is enc.bundle and not fallback.fast_features
+    out = fallback.prepare(np.zeros(enc.sample_rate, np.float32))
+    assert out["input_features"].shape == (1, 1, 1001, 64) and out["is_longer"].shape == (1, 1)
