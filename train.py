@@ -55,6 +55,9 @@ class TrainConfig:
     depth: int = opt(4, "residual blocks per adapter (paper: 4)")
     expansion: int = opt(4, "hidden width multiplier inside a block (paper: 4)")
     dropout: float = opt(0.6, "dropout inside blocks (paper: 0.6)")
+    bridge_head: str = opt("lowrank", "--model bridge: output head, lowrank, direct or decoder (compared in docs/audio_to_image.md)")
+    bridge_rank: int = opt(128, "--model bridge: basis sequences of the lowrank head")
+    regression_weight: float = opt(0.3, "--model bridge: weight of the sequence MSE beside InfoNCE (0.3 measured best)")
     init_from: str = opt("", "start from a saved FusionModel dir; new modalities get fresh adapters")
     freeze: str = opt("", "comma-separated modalities whose adapters stay fixed (e.g. text, as the shared anchor)")
     # --- FuseMix ---
@@ -112,7 +115,9 @@ def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:
     if cfg.model == "bridge":
         from fusemix.bridge import ConditioningBridge
 
-        return ConditioningBridge.from_latents(pairs, depth=cfg.depth, expansion=cfg.expansion, dropout=cfg.dropout)
+        return ConditioningBridge.from_latents(pairs, depth=cfg.depth, expansion=cfg.expansion, dropout=cfg.dropout,
+                                               head=cfg.bridge_head, rank=cfg.bridge_rank,
+                                               regression_weight=cfg.regression_weight)
     if cfg.model != "two_tower":
         raise TrainingError(f"--model must be two_tower or bridge, got {cfg.model!r}")
     if pairs.y.ndim != 2:

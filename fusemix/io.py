@@ -31,6 +31,28 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - non-Linux: set and restore
+    os.umask(mask)
+    return mask  # pragma: no cover
+
+
+def usual_permissions(path: str | os.PathLike) -> None:
+    """Give a temp file or directory the mode a plain ``open``/``mkdir`` would have (0666/0777
+    less the umask): mkstemp/mkdtemp make them 0600/0700, unreadable to the rest of a team
+    sharing a cache or checkpoint directory."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~_umask())
+
+
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], None]) -> Path:
     """Call ``write_fn(tmp_path)``, fsync it, then rename it over ``path``.
 
@@ -43,6 +65,7 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], None]) -> Pa
     os.close(fd)
     try:
         write_fn(tmp)
+        usual_permissions(tmp)  # after: a writer may replace the file (safetensors does)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .io import usual_permissions
+
 STANDIN_FILE = "STANDIN.txt"
 
 _STANDIN_TEXT = (
@@ -65,6 +67,8 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
             torch.manual_seed(seed)
             build(tmp)
         _write_standin(tmp, kind, seed)
+        for p in [tmp, *tmp.rglob("*")]:  # mkdtemp's 0700; safetensors writes 0600 files
+            usual_permissions(p)
         if path.exists():
             path.rmdir()
         os.replace(tmp, path)

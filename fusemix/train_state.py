@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, read_safetensors
-from .io import atomic_save_safetensors, atomic_write_json
+from .io import atomic_save_safetensors, atomic_write_json, usual_permissions
 
 LATEST = "latest.json"
 
@@ -58,6 +58,7 @@ def save_checkpoint(out_dir: str | Path, step: int, save_model, optimizer: torch
     final = out_dir / f"ckpt-{step:09d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
     try:
+        usual_permissions(tmp)
         save_model(tmp)
         tensors, meta = optimizer_tensors(optimizer)
         atomic_save_safetensors(tmp / "optimizer.safetensors", tensors)

@@ -170,3 +170,15 @@ def test_bad_limits_are_value_errors():
         load_audio(x, source_sr=8000, max_seconds=0.0)
     with pytest.raises(ValueError, match="target_sr"):
         load_audio(x, 0, source_sr=8000)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_downmix_is_the_channel_mean_exactly(channels):
+    rng = np.random.default_rng(11)
+    x = (0.4 * rng.standard_normal((4801, channels))).astype(np.float32)
+    want = np.clip(x.mean(axis=1, dtype=np.float32), -1, 1)  # load_audio clips to [-1, 1]
+    from_file = load_audio(encoded(x, 48_000, subtype="FLOAT"), 48_000)
+    from_array = load_audio(x, 48_000, source_sr=48_000)
+    np.testing.assert_array_equal(from_file, want)
+    np.testing.assert_array_equal(from_array, want)
+    assert not np.shares_memory(from_array, x)

@@ -383,3 +383,24 @@ def test_audio_mean_cli_encodes_a_folder_of_clips(tiny_world, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BridgeConfigError, match="no audio files"):
         set_audio_mean_main([str(tmp_path / "br"), "--audio", str(tmp_path / "empty")])
+
+
+def test_train_py_bridge_flags_reach_the_saved_config(tmp_path):
+    import train
+    from fusemix.train_state import latest_checkpoint
+
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "pairs.safetensors"
+    save_latent_pairs(path, LatentPairs(torch.randn(48, 16, generator=g), torch.randn(48, 6, 12, generator=g), None,
+                                        "audio", "sd-text", "tiny-clap", "tiny-sd"))
+    common = ["--model", "bridge", "--latents", str(path), "--heldout_fraction", "0", "--epochs", "1",
+              "--batch_size", "16", "--depth", "1", "--no-progress", "--device", "cpu"]
+    for head, weight in (("direct", 0.5), ("lowrank", 0.0)):
+        out = tmp_path / head
+        train.main(common + ["--out", str(out), "--bridge_head", head, "--bridge_rank", "4",
+                             "--regression_weight", str(weight)])
+        saved = json.loads((latest_checkpoint(out) / "config.json").read_text())
+        assert (saved["head"], saved["rank"], saved["regression_weight"]) == (head, 4, weight)
+    with pytest.raises(BridgeConfigError, match="head='bogus'"):
+        train.main(common + ["--out", str(tmp_path / "bad"), "--bridge_head", "bogus"])
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("ckpt-*"))
