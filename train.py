@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from fusemix.bridge import BridgeConfig, ConditioningBridge
 from fusemix.io import atomic_write_json
 from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
 from fusemix.metrics import retrieval_metrics
@@ -55,9 +56,9 @@ class TrainConfig:
     depth: int = opt(4, "residual blocks per adapter (paper: 4)")
     expansion: int = opt(4, "hidden width multiplier inside a block (paper: 4)")
     dropout: float = opt(0.6, "dropout inside blocks (paper: 0.6)")
-    bridge_head: str = opt("lowrank", "--model bridge: output head, lowrank, direct or decoder (compared in docs/audio_to_image.md)")
-    bridge_rank: int = opt(128, "--model bridge: basis sequences of the lowrank head")
-    regression_weight: float = opt(0.3, "--model bridge: weight of the sequence MSE beside InfoNCE (0.3 measured best)")
+    bridge_head: str = opt(BridgeConfig.head, "--model bridge: output head, lowrank, direct or decoder (docs/audio_to_image.md)")
+    bridge_rank: int = opt(BridgeConfig.rank, "--model bridge: basis sequences of the lowrank head")
+    regression_weight: float = opt(BridgeConfig.regression_weight, "--model bridge: weight of the sequence MSE beside InfoNCE")
     init_from: str = opt("", "start from a saved FusionModel dir; new modalities get fresh adapters")
     freeze: str = opt("", "comma-separated modalities whose adapters stay fixed (e.g. text, as the shared anchor)")
     # --- FuseMix ---
@@ -113,8 +114,6 @@ def load_pairs(cfg: TrainConfig) -> LatentPairs:
 def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:
     torch.manual_seed(cfg.seed)
     if cfg.model == "bridge":
-        from fusemix.bridge import ConditioningBridge
-
         return ConditioningBridge.from_latents(pairs, depth=cfg.depth, expansion=cfg.expansion, dropout=cfg.dropout,
                                                head=cfg.bridge_head, rank=cfg.bridge_rank,
                                                regression_weight=cfg.regression_weight)
