@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from fusemix.bridge import BridgeConfig, ConditioningBridge
+from fusemix.bridge import BridgeConfig, ConditioningBridge, combine_clap_towers
 from fusemix.io import atomic_write_json
 from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
 from fusemix.metrics import retrieval_metrics
@@ -42,7 +42,8 @@ def opt(default, help):  # a config field with its help text (becomes the flag's
 @dataclass
 class TrainConfig:
     # --- data ---
-    latents: str = opt("", "latent-pair safetensors file (x, y, optional y_item); skips extraction")
+    latents: str = opt("", "latent-pair safetensors file (x, y, optional y_item); skips extraction. --model bridge: "
+                           "FILE_A,FILE_B combines CLAP audio- and text-tower pairs (route c)")
     data: str = opt("", "dataset folder (audiofolder/imagefolder + metadata) or CSV/JSONL manifest to extract from")
     x_encoder: str = opt("", "KIND:MODEL_ID of the item encoder for --data, e.g. clap-audio:laion/clap-htsat-unfused")
     y_encoder: str = opt("", "KIND:MODEL_ID of the caption encoder for --data, e.g. sentence:BAAI/bge-large-en-v1.5")
@@ -102,7 +103,13 @@ class TrainingError(ValueError):
 
 def load_pairs(cfg: TrainConfig) -> LatentPairs:
     if cfg.latents:
-        return load_latent_pairs(cfg.latents)
+        files = [f for f in cfg.latents.split(",") if f]
+        if len(files) == 1:
+            return load_latent_pairs(files[0])
+        if cfg.model != "bridge":
+            raise TrainingError("several --latents files are combined only for --model bridge "
+                                "(CLAP audio- and text-tower pairs); merge two-tower latents into one file")
+        return combine_clap_towers([load_latent_pairs(f) for f in files])
     if not (cfg.data and cfg.x_encoder and cfg.y_encoder):
         raise TrainingError("give --latents FILE, or --data with --x_encoder and --y_encoder")
     from fusemix.extract import extract_pairs  # heavy imports only when extracting

@@ -103,6 +103,40 @@ def split_encoder_spec(spec: str) -> tuple[str | None, str]:
     return None, str(spec)
 
 
+def combine_clap_towers(parts) -> "LatentPairs":
+    """Route (c): latent pairs from CLAP's audio tower and from its text tower as one training set.
+
+    Every part must map the same CLAP checkpoint's latents (``clap-audio:ID`` / ``clap-text:ID``) to
+    the same SD text encoder's sequences; items are renumbered and ``x_modality`` becomes
+    ``"audio+text"`` when both towers are present, which :meth:`ConditioningBridge.from_latents`
+    reads as ``train_modality="both"``.
+    """
+    from .latents import LatentPairs
+
+    if not parts:
+        raise BridgeConfigError("no latent pairs to combine")
+    first = parts[0]
+    _, clap_id = split_encoder_spec(first.x_encoder)
+    towers = []
+    for i, p in enumerate(parts):
+        kind, pid = split_encoder_spec(p.x_encoder)
+        if kind not in ("clap-audio", "clap-text") or not _same_model(pid, clap_id):
+            raise BridgeConfigError(
+                f"latent set {i}: x comes from {p.x_encoder!r}; combined sets must all come from the towers "
+                f"of one CLAP checkpoint (clap-audio:{clap_id} or clap-text:{clap_id})")
+        if p.y_encoder != first.y_encoder or p.y.shape[1:] != first.y.shape[1:] or p.x.shape[1] != first.x.shape[1]:
+            raise BridgeConfigError(
+                f"latent set {i} ({p.x_encoder} -> {p.y_encoder}, x {tuple(p.x.shape)}, y {tuple(p.y.shape)}) "
+                f"does not match set 0 ({first.x_encoder} -> {first.y_encoder}, x {tuple(first.x.shape)}, "
+                f"y {tuple(first.y.shape)})")
+        towers.append(kind.removeprefix("clap-"))
+    offsets = torch.tensor([0] + [p.x.shape[0] for p in parts]).cumsum(0)
+    names = sorted(set(towers))
+    return LatentPairs(torch.cat([p.x for p in parts]), torch.cat([p.y for p in parts]),
+                       torch.cat([p.item_of + int(o) for p, o in zip(parts, offsets)]),
+                       "+".join(names), first.y_modality, first.x_encoder, first.y_encoder)
+
+
 def _same_model(a: str, b: str) -> bool:
     if a == b:
         return True
@@ -282,7 +316,8 @@ class ConditioningBridge(nn.Module):
         x_kind, clap_id = split_encoder_spec(pairs.x_encoder)
         _, sd_id = split_encoder_spec(pairs.y_encoder)
         x_mod = f"{pairs.x_modality} {x_kind or ''}".lower()
-        modality = "text" if "text" in x_mod else "audio" if "audio" in x_mod else None
+        modality = ("both" if "text" in x_mod and "audio" in x_mod else "text" if "text" in x_mod
+                    else "audio" if "audio" in x_mod else None)
         base = dict(clap_model=clap_id, sd_model=sd_id, in_dim=int(pairs.x.shape[1]),
                     seq_len=int(pairs.y.shape[1]), out_dim=int(pairs.y.shape[2]))
         if modality is not None:

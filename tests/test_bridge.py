@@ -404,3 +404,47 @@ def test_train_py_bridge_flags_reach_the_saved_config(tmp_path):
     with pytest.raises(BridgeConfigError, match="head='bogus'"):
         train.main(common + ["--out", str(tmp_path / "bad"), "--bridge_head", "bogus"])
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").glob("ckpt-*"))
+
+
+def test_train_py_combines_audio_and_text_tower_latents_for_route_c(tmp_path):
+    import train
+    from fusemix.train_state import latest_checkpoint
+
+    g = torch.Generator().manual_seed(1)
+    files = {}
+    for tower, n in (("audio", 30), ("text", 18)):
+        files[tower] = tmp_path / f"{tower}.safetensors"
+        save_latent_pairs(files[tower], LatentPairs(torch.randn(n, 16, generator=g), torch.randn(n, 6, 12, generator=g),
+                                                    None, tower, "sd-text", f"clap-{tower}:tiny-clap", "sd-text:tiny-sd"))
+    common = ["--model", "bridge", "--heldout_fraction", "0", "--epochs", "1", "--batch_size", "16", "--depth", "1",
+              "--no-progress", "--device", "cpu"]
+    out = tmp_path / "both"
+    result = train.main(common + ["--latents", f"{files['audio']},{files['text']}", "--out", str(out)])
+    saved = json.loads((latest_checkpoint(out) / "config.json").read_text())
+    assert saved["train_modality"] == "both" and saved["clap_model"] == "tiny-clap"
+    assert result["step"] == 48 // 16  # one epoch over both files' pairs
+
+    other = tmp_path / "other.safetensors"
+    save_latent_pairs(other, LatentPairs(torch.randn(8, 16), torch.randn(8, 6, 12), None, "text", "sd-text",
+                                         "clap-text:another-clap", "sd-text:tiny-sd"))
+    with pytest.raises(BridgeConfigError, match="one CLAP checkpoint"):
+        train.main(common + ["--latents", f"{files['audio']},{other}", "--out", str(tmp_path / "bad")])
+    with pytest.raises(train.TrainingError, match="only for --model bridge"):
+        train.main(["--latents", f"{files['audio']},{files['text']}", "--out", str(tmp_path / "bad2")])
+
+
+def test_combined_towers_keep_each_items_captions_together():
+    from fusemix.bridge import combine_clap_towers
+
+    a = LatentPairs(torch.randn(2, 4), torch.randn(3, 5, 6), torch.tensor([0, 0, 1]), "audio", "sd-text",
+                    "clap-audio:m", "sd-text:s")
+    b = LatentPairs(torch.randn(2, 4), torch.randn(2, 5, 6), None, "text", "sd-text", "clap-text:m", "sd-text:s")
+    both = combine_clap_towers([a, b])
+    assert both.item_of.tolist() == [0, 0, 1, 2, 3]
+    assert torch.equal(both.x, torch.cat([a.x, b.x])) and torch.equal(both.y, torch.cat([a.y, b.y]))
+    assert both.x_modality == "audio+text"
+    assert ConditioningBridge.from_latents(both).config.train_modality == "both"
+    assert combine_clap_towers([b, b]).x_modality == "text"
+    with pytest.raises(BridgeConfigError, match="does not match"):
+        combine_clap_towers([a, LatentPairs(torch.randn(2, 4), torch.randn(2, 5, 7), None, "text", "sd-text",
+                                            "clap-text:m", "sd-text:s")])
