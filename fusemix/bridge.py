@@ -31,7 +31,6 @@ own tower's mean (mean-centering correction); without it, audio is centred on th
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -41,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adapter import Adapter
-from .checkpoint import CheckpointError, load_state_strict, read_safetensors
+from .checkpoint import CheckpointError, load_state_strict, read_model_config, read_safetensors
 from .io import atomic_save_safetensors, atomic_write_json
 from .loss import ContrastiveLoss
 
@@ -496,15 +495,7 @@ class ConditioningBridge(nn.Module):
                         map_location: str | torch.device = "cpu") -> "ConditioningBridge":
         """Load a saved bridge; the keyword ids/dims (when given) must be compatible with it."""
         directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise CheckpointError(f"{directory} holds no {CONFIG_NAME}; is it a fusemix ConditioningBridge directory?")
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
-        if raw.get("model_type") != MODEL_TYPE:
-            raise CheckpointError(f"{cfg_path} describes a {raw.get('model_type')!r}, not a {MODEL_TYPE}")
+        cfg_path, raw = read_model_config(directory, CONFIG_NAME, MODEL_TYPE)
         try:
             config = BridgeConfig.from_dict(raw)
         except (TypeError, BridgeConfigError) as e:

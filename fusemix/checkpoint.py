@@ -5,6 +5,7 @@ checkpoint from another encoder or a truncated file fails loudly and changes not
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -14,6 +15,22 @@ from safetensors.torch import load_file
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
+
+
+def read_model_config(directory: Path, config_name: str, model_type: str) -> tuple[Path, dict]:
+    """``(path, raw dict)`` of a saved model's JSON config, refused unless it declares ``model_type``."""
+    cfg_path = directory / config_name
+    name = model_type.rpartition(".")[2]
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{directory} holds no {config_name}; is it a fusemix {name} directory?")
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict) or raw.get("model_type") != model_type:
+        kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
+        raise CheckpointError(f"{cfg_path} describes a {kind!r}, not a {model_type}")
+    return cfg_path, raw
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:

@@ -6,7 +6,6 @@ text adapter, and audio -> image retrieval works without a single audio-image pa
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adapter import Adapter
-from .checkpoint import CheckpointError, load_state_strict, read_safetensors
+from .checkpoint import CheckpointError, load_state_strict, read_model_config, read_safetensors
 from .io import atomic_save_safetensors, atomic_write_json
 from .loss import ContrastiveLoss
 
@@ -105,16 +104,7 @@ class FusionModel(nn.Module):
     def from_pretrained(cls, directory: str | Path, expect: dict[str, ModalitySpec] | None = None) -> "FusionModel":
         """Load a saved model; ``expect`` (modality -> encoder/dim) makes mismatched encoders an error."""
         directory = Path(directory)
-        cfg_path = directory / CONFIG_NAME
-        if not cfg_path.is_file():
-            raise CheckpointError(f"{directory} holds no {CONFIG_NAME}; is it a fusemix FusionModel directory?")
-        try:
-            raw = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
-        if not isinstance(raw, dict) or raw.get("model_type") != "fusemix.FusionModel":
-            kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
-            raise CheckpointError(f"{cfg_path} describes a {kind!r}, not a fusemix.FusionModel")
+        cfg_path, raw = read_model_config(directory, CONFIG_NAME, "fusemix.FusionModel")
         try:
             config = FusionConfig.from_dict(raw)
             model = cls(config)

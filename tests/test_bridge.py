@@ -203,6 +203,9 @@ def test_broken_checkpoints_are_refused(tmp_path):
     (tmp_path / "br" / "config.json").write_text(json.dumps({**raw, "model_type": "fusemix.FusionModel"}))
     with pytest.raises(CheckpointError, match="not a fusemix.ConditioningBridge"):
         ConditioningBridge.from_pretrained(tmp_path / "br")
+    (tmp_path / "br" / "config.json").write_text("[1, 2]")  # valid JSON, not an object
+    with pytest.raises(CheckpointError, match="describes a 'list'"):
+        ConditioningBridge.from_pretrained(tmp_path / "br")
     (tmp_path / "br" / "config.json").write_text(json.dumps(raw))
     (tmp_path / "br" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="readable"):
