@@ -122,3 +122,20 @@ def test_scaled_mask_is_the_keep_mask_draw_times_the_scale(dtype):
     scaled = scaled_mask(shape, 0.6, dtype, generator=torch.Generator().manual_seed(8))
     assert scaled.dtype == dtype
     torch.testing.assert_close(scaled, (mask * SCALE).to(dtype))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh)")
+def test_cuda_path_is_dropout_of_gelu_with_its_gradient():
+    """On CUDA the module is F.gelu + F.dropout: zero or gelu/keep, rate p, gradient through the same mask."""
+    torch.manual_seed(4)
+    h = torch.randn(1024, 2048, device="cuda", requires_grad=True)
+    y = GeluDropout(0.6).train()(h)
+    kept = y != 0
+    assert y.device.type == "cuda"
+    torch.testing.assert_close(y[kept], F.gelu(h.detach())[kept] / 0.4)
+    assert abs(kept.float().mean().item() - 0.4) < 0.005
+    g = torch.randn_like(y)
+    y.backward(g)
+    ref = h.detach().clone().requires_grad_()
+    (F.gelu(ref) * (kept / 0.4)).backward(g)
+    torch.testing.assert_close(h.grad, ref.grad)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU checks of the open performance goals, as one device call (a lent H200 gives a session
+# 15 minutes in all; this takes about 5 once the machine is up):
+#   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA, skipped on CPU machines);
+#   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 vs fp32;
+#   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 2/4/8
+#      decoding workers: whole stage vs forward alone (goal >= 0.9).
+# Outputs go to $OUT (the device tool brings them back) or ./gpu_check_out.
+#
+# The device image has torch, transformers, numpy, safetensors, tqdm and pytest, but not the
+# audio stack. Carry it as wheels (run here, in the repo root, once per session):
+#   echo /.whl/ >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+#     --platform any -d .whl soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12
+# then call the device tool with: command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540.
+# Locally, GPU_CHECK_QUICK=1 runs the same steps at smoke-test sizes (on CPU when there is no GPU).
+set -uo pipefail
+out=${OUT:-gpu_check_out}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+py=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" >/dev/null; then
+  "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+quick=${GPU_CHECK_QUICK:-}
+status=0
+step() {  # name, command...: run one check, keep its log, remember a failure, go on
+  local name=$1; shift
+  echo "== $name: $*"
+  "$@" 2>&1 | tee "$out/$name.txt"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc"
+  [ "$rc" -eq 0 ] || status=1
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi";
+  "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | tee "$out/machine.txt"
+
+step cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/test_dropout.py
+if [ -n "$quick" ]; then
+  step train_throughput "$py" benchmarks/train_throughput.py --quick
+  step extract_throughput "$py" benchmarks/extract_throughput.py --clips 8 --seconds 2 --num-workers 0,1 --repeats 1
+else
+  step train_throughput "$py" benchmarks/train_throughput.py --steps 7
+  step extract_throughput "$py" benchmarks/extract_throughput.py --full-size-random --clips 256 \
+    --batch-size 32 --num-workers 2,4,8 --repeats 2
+fi
+exit $status
