@@ -526,6 +526,7 @@ class DemoModels:
         from diffusers import StableDiffusionPipeline
 
         from fusemix.bridge import ConditioningBridge
+        from fusemix.checkpoint import from_pretrained_safetensors
         from fusemix.generation import AudioToImage
 
         ids = self.model_ids()
@@ -534,9 +535,9 @@ class DemoModels:
         if ids.get("vae"):  # a tiny decoder (TAESD) for the same latent space: CPU-friendly
             from diffusers import AutoencoderTiny
 
-            extra["vae"] = AutoencoderTiny.from_pretrained(ids["vae"], dtype=dtype)
+            extra["vae"] = from_pretrained_safetensors(AutoencoderTiny, ids["vae"], dtype=dtype)
         # a checkpoint's own safety checker (SD 1.x has one) is kept: AudioToImage refuses flagged images
-        pipe = StableDiffusionPipeline.from_pretrained(ids["sd"], dtype=dtype, **extra).to(self.device)
+        pipe = from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
         from fusemix.checkpoint import CheckpointError
 
         bridge = None

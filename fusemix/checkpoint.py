@@ -2,6 +2,8 @@
 
 ``load_state_strict`` compares every key and shape before touching the module, so a
 checkpoint from another encoder or a truncated file fails loudly and changes nothing.
+``from_pretrained_safetensors`` is how every pretrained (Hugging Face) model is loaded: from
+safetensors files only, never from pickled ``*.bin`` weights.
 """
 from __future__ import annotations
 
@@ -15,6 +17,44 @@ from safetensors.torch import load_file
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into."""
+
+
+class PickleOnlyCheckpointError(CheckpointError):
+    """A pretrained model whose weights are not available as safetensors (only pickle, or none)."""
+
+
+PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def from_pretrained_safetensors(cls, model_id, **kwargs):
+    """``cls.from_pretrained(model_id, use_safetensors=True, **kwargs)`` for transformers and diffusers.
+
+    Why: both libraries fall back to unpickling ``pytorch_model.bin`` when a checkpoint has no
+    safetensors file, and some widely used repos ship only that on their main branch
+    (laion/clap-htsat-unfused does). fusemix never unpickles weights. For a hub repo without
+    safetensors, transformers itself looks for the hub's safetensors conversion (a
+    ``refs/pr/N`` revision) and loads that. What cannot be loaded raises
+    :class:`PickleOnlyCheckpointError` saying how to convert it.
+    """
+    try:
+        return cls.from_pretrained(model_id, use_safetensors=True, **kwargs)
+    except (OSError, ValueError) as e:
+        if "safetensors" not in str(e):
+            raise
+        root = Path(str(model_id))
+        if root.is_dir():
+            pickled = sorted(str(f.relative_to(root)) for f in root.rglob("*")
+                             if f.suffix in PICKLE_WEIGHT_SUFFIXES and f.is_file())
+            if not pickled:
+                raise
+            found = f"only pickled weights ({', '.join(pickled[:3])})"
+        else:
+            found = "no safetensors weights on this revision"
+        raise PickleOnlyCheckpointError(
+            f"{model_id} has {found}; fusemix loads weights from safetensors only (pickle can run code). "
+            f"Convert once where you trust the file: {cls.__name__}.from_pretrained(path).save_pretrained(new_dir) "
+            f"writes safetensors; for a hub repo, a revision holding model.safetensors (its conversion PR, "
+            f"refs/pr/N) also works.") from e
 
 
 def read_model_config(directory: Path, config_name: str, model_type: str) -> tuple[Path, dict]:

@@ -27,6 +27,7 @@ import torch
 
 from .bridge import ConditioningBridge, IncompatibleBridgeError
 from .caption_bank import CaptionBank, CaptionMatch
+from .checkpoint import from_pretrained_safetensors
 
 ROUTES = ("bridge", "captions")
 STEPS_RANGE = (1, 100)
@@ -194,7 +195,7 @@ class AudioToImage:
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dt = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
-        pipe = StableDiffusionPipeline.from_pretrained(sd_model, dtype=dt, **pipeline_kwargs).to(dev)
+        pipe = from_pretrained_safetensors(StableDiffusionPipeline, sd_model, dtype=dt, **pipeline_kwargs).to(dev)
         audio = load_encoder("clap-audio", clap_model, device=dev)
         if isinstance(bridge, (str, Path)):
             bridge = ConditioningBridge.from_pretrained(bridge, clap_model=clap_model, sd_model=sd_model)

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .checkpoint import from_pretrained_safetensors
 from .encoders.base import EncoderInputError, check_caption, pick_device, pick_dtype
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class ReferenceScorer:
         dev = pick_device(device)
         dt = pick_dtype(dev, dtype)
         model_id = str(model_id)
-        model = CLIPModel.from_pretrained(model_id, revision=revision)
+        model = from_pretrained_safetensors(CLIPModel, model_id, revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
         return cls(model.to(device=dev, dtype=dt), tokenizer, processor, model_id, batch_size=batch_size)

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .checkpoint import from_pretrained_safetensors
 from .gallery import Gallery, Hit
 from .model import FusionModel
 
@@ -246,7 +247,7 @@ def clip_space(model_id: str, *, name: str = "clip-reference", device: str | Non
 
     from .encoders.image import open_image
 
-    model = CLIPModel.from_pretrained(model_id).eval()
+    model = from_pretrained_safetensors(CLIPModel, model_id).eval()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev)
     tokenizer = AutoTokenizer.from_pretrained(model_id)

@@ -450,3 +450,107 @@ def test_demo_refuses_a_huge_image_upload_before_decoding_it(tmp_path, monkeypat
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
     with pytest.raises(gr.Error, match="(?i)pixels|too large|limit"):
         demo_app.ImageInput(type="filepath").preprocess(FileData(path=str(path)))
+
+
+# --------------------------------------------------------------------------------------- pretrained weights
+# transformers and diffusers unpickle pytorch_model.bin when a checkpoint has no safetensors file
+# (laion/clap-htsat-unfused's main branch has only that). Every pretrained load in fusemix goes
+# through checkpoint.from_pretrained_safetensors: safetensors only, or a clear error.
+WEIGHT_LOADER_SUFFIXES = ("Tokenizer", "TokenizerFast", "Processor", "ProcessorPil", "FeatureExtractor",
+                          "Scheduler", "Config")
+
+
+def pretrained_loads_bypassing_safetensors(source: str, filename: str = "<src>") -> list[str]:
+    """``X.from_pretrained(...)`` calls on a transformers/diffusers model or pipeline class."""
+    tree = ast.parse(source, filename)
+    hf_names = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                and (node.module or "").split(".")[0] in ("transformers", "diffusers") for a in node.names}
+    return [f"{filename}:{node.lineno}: {node.func.value.id}.from_pretrained" for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "from_pretrained" and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in hf_names and not node.func.value.id.endswith(WEIGHT_LOADER_SUFFIXES)]
+
+
+def test_the_pretrained_checker_tells_weights_from_tokenizers():
+    src = ("from transformers import AutoModel, AutoTokenizer\nfrom diffusers import StableDiffusionPipeline\n"
+           "from fusemix.model import FusionModel\n"
+           "AutoTokenizer.from_pretrained('x')\nFusionModel.from_pretrained('d')\n"
+           "AutoModel.from_pretrained('x')\nStableDiffusionPipeline.from_pretrained('y')\n")
+    found = pretrained_loads_bypassing_safetensors(src)
+    assert [f.split(": ")[1] for f in found] == ["AutoModel.from_pretrained", "StableDiffusionPipeline.from_pretrained"]
+
+
+def test_every_pretrained_model_load_goes_through_the_safetensors_loader():
+    files = sorted(p for root in SCANNED for p in ([root] if root.is_file() else root.rglob("*.py")))
+    found = [f for p in files for f in pretrained_loads_bypassing_safetensors(
+        p.read_text(encoding="utf-8"), str(p.relative_to(ROOT)))]
+    assert not found, "\n".join(found)
+    uses = sum(p.read_text(encoding="utf-8").count("from_pretrained_safetensors(") for p in files)
+    assert uses >= 8  # CLAP, image, sentence, SD text, 2x CLIP reference, SD pipeline, TAESD
+
+
+def _pickle_only(src: Path, dst: Path) -> Path:
+    """A copy of a tiny checkpoint with every safetensors weight file rewritten as a pickled .bin."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    shutil.copytree(src, dst)
+    for f in list(dst.rglob("*.safetensors")):
+        torch.save(load_file(str(f)), f.with_name(f.name.replace("model.safetensors", "pytorch_model.bin")
+                                                  .replace(".safetensors", ".bin")))
+        f.unlink()
+    assert not list(dst.rglob("*.safetensors")) and list(dst.rglob("*.bin"))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def pickle_only_models(tmp_path_factory):
+    from fusemix import tiny
+
+    root = tmp_path_factory.mktemp("pickle-only")
+    builders = {"clap": tiny.save_tiny_clap, "image": tiny.save_tiny_image_encoder,
+                "sentence": tiny.save_tiny_sentence_encoder, "sd": tiny.save_tiny_sd_pipeline,
+                "clip": tiny.save_tiny_clip}
+    return {k: _pickle_only(b(root / f"{k}-safe"), root / k) for k, b in builders.items()}
+
+
+def test_default_from_pretrained_would_unpickle_these(pickle_only_models):
+    """The danger is real: transformers' default loads the pickled weights without complaint."""
+    from transformers import ClapModel
+
+    assert ClapModel.from_pretrained(pickle_only_models["clap"]) is not None
+
+
+@pytest.mark.parametrize("what", ["clap-audio", "clap-text", "image", "sentence", "sd-text", "reference", "retrieval",
+                                  "pipeline"])
+def test_pickle_only_checkpoints_are_refused_without_unpickling(pickle_only_models, no_pickle, what):
+    from fusemix.checkpoint import PickleOnlyCheckpointError
+    from fusemix.encoders import load_encoder
+    from fusemix.encoders.clap import clear_clap_cache
+
+    clear_clap_cache()
+    m = pickle_only_models
+    loaders = {
+        "clap-audio": lambda: load_encoder("clap-audio", m["clap"]),
+        "clap-text": lambda: load_encoder("clap-text", m["clap"]),
+        "image": lambda: load_encoder("image", m["image"]),
+        "sentence": lambda: load_encoder("sentence", m["sentence"]),
+        "sd-text": lambda: load_encoder("sd-text", m["sd"]),
+        "reference": lambda: __import__("fusemix.reference", fromlist=["x"]).ReferenceScorer.from_pretrained(m["clip"]),
+        "retrieval": lambda: __import__("fusemix.retrieval", fromlist=["x"]).clip_space(m["clip"]),
+        "pipeline": lambda: __import__("fusemix.generation", fromlist=["x"]).AudioToImage.from_pretrained(
+            sd_model=m["sd"], clap_model=m["clap"], caption_bank=False),
+    }
+    with pytest.raises(PickleOnlyCheckpointError, match="safetensors only") as e:
+        loaders[what]()
+    assert ".bin" in str(e.value) and "save_pretrained" in str(e.value)
+
+
+def test_a_missing_model_is_not_called_pickle_only(tmp_path):
+    from fusemix.checkpoint import PickleOnlyCheckpointError
+    from fusemix.encoders import load_encoder
+
+    with pytest.raises(OSError) as e:
+        load_encoder("image", tmp_path / "nothing-here")
+    assert not isinstance(e.value, PickleOnlyCheckpointError)

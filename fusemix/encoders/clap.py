@@ -40,6 +40,7 @@ from fusemix.audio import (
     load_audio,
 )
 
+from ..checkpoint import from_pretrained_safetensors
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -84,7 +85,7 @@ def load_clap(model_id: str, *, revision: str | None = None, device=None, dtype=
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        model = ClapModel.from_pretrained(model_id, revision=revision)
+        model = from_pretrained_safetensors(ClapModel, model_id, revision=revision)
         fe = ClapFeatureExtractor.from_pretrained(model_id, revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         fusion = bool(getattr(model.config.audio_config, "enable_fusion", False))

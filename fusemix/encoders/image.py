@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import from_pretrained_safetensors
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -121,7 +122,7 @@ class ImageEncoder(Encoder):
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
-        model = AutoModel.from_pretrained(model_id, revision=revision)
+        model = from_pretrained_safetensors(AutoModel, model_id, revision=revision)
         cfg = model.config
         if not hasattr(cfg, "hidden_size"):
             raise EncoderConfigError(f"{model_id}: {type(model).__name__} has no hidden_size; "

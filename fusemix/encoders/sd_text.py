@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import from_pretrained_safetensors
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -48,7 +49,8 @@ class SdTextEncoder(Encoder):
             raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
         self.tokenizer = CLIPTokenizer.from_pretrained(model_id, subfolder=tokenizer_subfolder, revision=revision)
-        model = CLIPTextModel.from_pretrained(model_id, subfolder=text_encoder_subfolder, revision=revision)
+        model = from_pretrained_safetensors(CLIPTextModel, model_id, subfolder=text_encoder_subfolder,
+                                            revision=revision)
         n_layers = model.config.num_hidden_layers
         if clip_skip is not None and (isinstance(clip_skip, bool) or not isinstance(clip_skip, int)
                                       or not 0 <= clip_skip < n_layers):

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import from_pretrained_safetensors
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -94,7 +95,7 @@ class SentenceEncoder(Encoder):
         self.dtype = pick_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
-        model = AutoModel.from_pretrained(model_id, revision=revision)
+        model = from_pretrained_safetensors(AutoModel, model_id, revision=revision)
         self.model = freeze(model, self.device, self.dtype)
         self.model_id = str(model_id)
         self.revision = revision or hub_revision(model.config) or fingerprint_files(model_id)
