@@ -107,8 +107,32 @@ def atomic_save_safetensors(
                 raise
             n = int(code.group(1))
             raise OSError(n, f"{os.strerror(n)} while writing {path}") from e
+        _sort_safetensors_metadata(tmp)
 
     return atomic_write(path, write)
+
+
+def _sort_safetensors_metadata(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors header in place with its ``__metadata__`` keys sorted.
+
+    Why: safetensors writes ``__metadata__`` from a hash map, so the same tensors and metadata
+    give different bytes in every process (measured: 4 processes, 4 key orders), and a file's
+    sha256 (cache manifests, the demo's gallery and caption-bank caches) would not depend on its
+    content alone. Only key order changes: the header keeps its length, so tensor offsets and
+    the data are untouched. A header this does not reproduce byte for byte in length is left as
+    written (still a valid file).
+    """
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))  # dicts keep the writer's order of everything else
+        meta = header.get("__metadata__")
+        if not isinstance(meta, dict) or len(meta) < 2:
+            return
+        header["__metadata__"] = dict(sorted(meta.items()))
+        out = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8").ljust(n)
+        if len(out) == n:
+            f.seek(8)
+            f.write(out)
 
 
 def _shares(t: torch.Tensor, all_tensors: dict[str, torch.Tensor]) -> bool:
