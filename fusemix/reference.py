@@ -141,13 +141,15 @@ class ReferenceScorer:
         """Cosine similarity of one caption with each image, ``[len(images)]``."""
         return (self.embed_images(images) @ self.embed_texts([caption])[0]).float()
 
-    def space(self, name: str = "reference"):
-        """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders)."""
+    def space(self, name: str = "reference", *, standin: bool | None = None):
+        """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders);
+        ``standin`` overrides the label read from the checkpoint."""
         from .retrieval import Embedder, EmbeddingSpace
 
         fp = self.fingerprint
         return EmbeddingSpace(name, [Embedder("image", self.embed_images, fp + ":image"),
-                                     Embedder("text", self.embed_texts, fp + ":text")], standin=self.standin)
+                                     Embedder("text", self.embed_texts, fp + ":text")],
+                              standin=self.standin if standin is None else standin)
 
     def __repr__(self) -> str:
         return f"ReferenceScorer({self.model_id!r}, dim={self.dim}{', stand-in' if self.standin else ''})"

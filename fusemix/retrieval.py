@@ -24,7 +24,6 @@ from typing import Any
 
 import torch
 
-from .checkpoint import from_pretrained_safetensors
 from .gallery import Gallery, Hit
 from .model import FusionModel
 
@@ -237,42 +236,14 @@ class Retriever:
 
 
 def clip_space(model_id: str, *, name: str = "clip-reference", device: str | None = None,
-               standin: bool = False) -> EmbeddingSpace:
+               standin: bool | None = None) -> EmbeddingSpace:
     """A zero-training reference space from a CLIP checkpoint (image and text embedders).
 
-    Loads ``transformers.CLIPModel`` + its tokenizer + its image processor (PIL backend, so no
-    torchvision) with ``from_pretrained`` and returns L2-normalised projected features.
+    The same model as the demo's reference scorer (:class:`fusemix.reference.ReferenceScorer`:
+    ``CLIPModel`` + tokenizer + PIL image processor, L2-normalised projected features, captions
+    checked and cut at 77 tokens). ``standin`` defaults to whether the checkpoint is a
+    :mod:`fusemix.tiny` stand-in.
     """
-    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+    from .reference import ReferenceScorer
 
-    from .encoders.image import open_image
-
-    model = from_pretrained_safetensors(CLIPModel, model_id).eval()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(dev)
-    tokenizer = AutoTokenizer.from_pretrained(model_id)
-    processor = AutoImageProcessor.from_pretrained(model_id, backend="pil")
-    weights = module_fingerprint(model)
-    max_len = int(model.config.text_config.max_position_embeddings)
-
-    def _features(out) -> torch.Tensor:  # transformers 5 returns output objects, 4 returned tensors
-        return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-    def images(items: list) -> torch.Tensor:
-        pix = processor(images=[open_image(i) for i in items], return_tensors="pt")["pixel_values"].to(dev)
-        with torch.inference_mode():
-            return _features(model.get_image_features(pixel_values=pix)).float().cpu()
-
-    def texts(items: list) -> torch.Tensor:
-        bad = [i for i, t in enumerate(items) if not isinstance(t, str) or not t.strip()]
-        if bad:
-            raise RetrievalError(f"text queries must be non-empty strings (bad items: {bad[:5]})")
-        tok = tokenizer(list(items), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
-        with torch.inference_mode():
-            out = model.get_text_features(input_ids=tok["input_ids"].to(dev),
-                                          attention_mask=tok["attention_mask"].to(dev))
-        return _features(out).float().cpu()
-
-    fp = f"clip:{model_id}:{weights}"
-    return EmbeddingSpace(name, [Embedder("image", images, fp + ":image"), Embedder("text", texts, fp + ":text")],
-                          standin=standin)
+    return ReferenceScorer.from_pretrained(model_id, device=device).space(name, standin=standin)

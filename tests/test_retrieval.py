@@ -11,6 +11,7 @@ import torch
 
 import train
 from fusemix.default_gallery import DEFAULT_IMAGES, EXCLUDED, available_images, default_captions, licence_table
+from fusemix.encoders import EncoderInputError
 from fusemix.gallery import Gallery, GalleryItem
 from fusemix.latents import LatentPairs, save_latent_pairs
 from fusemix.metrics import retrieval_metrics
@@ -255,5 +256,10 @@ def test_clip_reference_space_plugs_in(tmp_path):
     r.build_gallery("ref", default_gallery_dir(), "image", space=space, files=files, cache_dir=False)
     hits = r.query("text", "a rocket at dusk", "ref", k=5)
     assert sorted(h.item.key for h in hits) == sorted(files)
-    with pytest.raises(RetrievalError, match="non-empty strings"):
+    with pytest.raises(EncoderInputError, match="empty or whitespace"):  # the reference scorer's own check
         r.query("text", "  ", "ref")
+    # the same model and features as the demo's reference scorer
+    from fusemix.reference import ReferenceScorer
+
+    scorer = ReferenceScorer.from_pretrained(tmp_path / "clip")
+    torch.testing.assert_close(space.embed("text", ["a rocket"]), scorer.embed_texts(["a rocket"]))
