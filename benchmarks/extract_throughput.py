@@ -40,20 +40,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fusemix.cache import LatentCache, Units  # noqa: E402
+from fusemix.cache import LatentCache, SingleProcess, Units  # noqa: E402
 from fusemix.encoders import load_encoder  # noqa: E402
 from fusemix.extract import RawItemLoader  # noqa: E402
 from fusemix.pairs import open_folder  # noqa: E402
-
-
-class OneProcess:
-    """The benchmark times one process; no accelerate state needed."""
-
-    process_index, num_processes = 0, 1
-    is_main_process = is_local_main_process = True
-
-    def wait_for_everyone(self) -> None:
-        pass
 
 
 def synth_clips(root: Path, n: int, seconds: float, sr: int, channels: int, seed: int = 0) -> Path:
@@ -97,7 +87,7 @@ def time_stage(enc, source, root: Path, batch_size: int, num_workers: int, shard
     units = Units(list(source.ids), f"{source.items_fingerprint()}:bench{run}", RawItemLoader(source), "audio")
     cache = LatentCache(root, units, enc, shard_size=shard_size)
     start = time.perf_counter()
-    cache.build(batch_size=batch_size, num_workers=num_workers, progress=False, state=OneProcess())
+    cache.build(batch_size=batch_size, num_workers=num_workers, progress=False, state=SingleProcess())
     rate = len(units.ids) / (time.perf_counter() - start)
     got = cache.load()
     if len(got.index) != len(units.ids):

@@ -117,6 +117,18 @@ def cache_key(units: Units, encoder: Any, *, dtype: str = "float32", shard_size:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
 
 
+class SingleProcess:
+    """The process state of a one-process run: what ``build`` reads from accelerate's
+    ``PartialState`` (rank, world size, a barrier), without starting accelerate. For scripts,
+    benchmarks and tests that never run distributed."""
+
+    process_index, num_processes = 0, 1
+    is_main_process = is_local_main_process = True
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
 def default_state() -> Any:
     """accelerate's process state. Without CUDA it must be told ``cpu=True``: otherwise
     ``torchrun --nproc_per_node 2`` on a CPU machine yields two independent single-process states

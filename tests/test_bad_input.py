@@ -28,6 +28,7 @@ import torch
 
 from corpus.make_corpus import PICKLE_MARKER, Case, make_corpus
 from fusemix.audio import AudioError, load_audio
+from fusemix.cache import SingleProcess
 from fusemix.checkpoint import CheckpointError
 from fusemix.encoders import EncoderInputError, load_encoder
 from fusemix.encoders.image import open_image
@@ -247,14 +248,6 @@ def test_extreme_aspect_ratio_is_refused_or_cropped_before_the_processor(encoder
 
 
 # --------------------------------------------------------------------------------------- extraction
-class _OneProcess:
-    process_index, num_processes = 0, 1
-    is_main_process = is_local_main_process = True
-
-    def wait_for_everyone(self):
-        pass
-
-
 def test_extraction_over_a_dataset_of_bad_audio_keeps_the_good_and_lists_the_bad(corpus, encoders, tmp_path, capsys):
     from fusemix.extract import run_extraction
 
@@ -275,7 +268,7 @@ def test_extraction_over_a_dataset_of_bad_audio_keeps_the_good_and_lists_the_bad
         for i in range(3):
             w.writerow([f"good_{i}.wav", f"good clip {i}"])
     res = run_extraction(manifest, encoders["clap-audio"], encoders["sentence"], tmp_path / "cache",
-                         batch_size=4, shard_size=8, progress=False, state=_OneProcess())
+                         batch_size=4, shard_size=8, progress=False, state=SingleProcess())
     rep = res.report
     failed = {r["id"]: r["reason"] for r in rep.x_failures + rep.source_skips}
     kept_expected = {Path(c.value).name for c in audio if c.expect == "ok"} | {f"good_{i}.wav" for i in range(3)}
@@ -306,7 +299,7 @@ def test_extraction_over_bad_images_and_captions(corpus, encoders, tmp_path):
     manifest = root / "metadata.jsonl"
     manifest.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     res = run_extraction(manifest, encoders["image"], encoders["sentence"], tmp_path / "cache",
-                         batch_size=4, shard_size=8, progress=False, state=_OneProcess())
+                         batch_size=4, shard_size=8, progress=False, state=SingleProcess())
     rep = res.report
     listed = {r["id"] for r in rep.x_failures + rep.source_skips + rep.y_failures}
     bad = {Path(c.value).name for c in images if c.expect == "error"}
@@ -329,7 +322,7 @@ def test_a_lone_surrogate_caption_in_a_manifest_is_skipped_not_fatal(tmp_path, e
     (tmp_path / "metadata.jsonl").write_text(
         '{"file_name": "0.png", "caption": "red \\ud800 square"}\n{"file_name": "1.png", "caption": "a square"}\n')
     res = run_extraction(tmp_path / "metadata.jsonl", encoders["image"], encoders["sentence"], tmp_path / "c",
-                         progress=False, state=_OneProcess())
+                         progress=False, state=SingleProcess())
     assert res.report.captions_kept == 1 and res.report.num_skipped >= 1
 
 

@@ -6,17 +6,7 @@ import json
 import pytest
 import torch
 
-from fusemix.cache import CacheError, LatentCache, Units, cache_key
-
-
-class SingleProcess:
-    """Stand-in for accelerate's PartialState in one process (no barrier needed)."""
-
-    process_index, num_processes = 0, 1
-    is_main_process = is_local_main_process = True
-
-    def wait_for_everyone(self):
-        pass
+from fusemix.cache import CacheError, LatentCache, SingleProcess, Units, cache_key
 
 
 STATE = SingleProcess()

@@ -13,18 +13,11 @@ import pytest
 import soundfile as sf
 import torch
 
+from fusemix.cache import SingleProcess
 from fusemix.extract import ExtractionError, extract_pairs, main, run_extraction
 from fusemix.latents import load_latent_pairs
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class SingleProcess:
-    process_index, num_processes = 0, 1
-    is_main_process = is_local_main_process = True
-
-    def wait_for_everyone(self):
-        pass
 
 
 STATE = SingleProcess()

@@ -338,17 +338,13 @@ TOYS = textwrap.dedent('''
             return torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(zlib.crc32(t.encode())))
                                 for t in items])
 
-    class OneProcess:
-        process_index, num_processes = 0, 1
-        is_main_process = is_local_main_process = True
-        def wait_for_everyone(self):
-            pass
 
     def extract(data, cache, out):
+        from fusemix.cache import SingleProcess
         from fusemix.extract import run_extraction
         from fusemix.latents import save_latent_pairs
         res = run_extraction(data, ToyAudio(), ToyText(), cache, batch_size=2, shard_size=4, num_workers=0,
-                             progress=False, state=OneProcess())
+                             progress=False, state=SingleProcess())
         if out:
             save_latent_pairs(out, res.pairs)
         return res
@@ -410,7 +406,7 @@ def test_kill_9_during_extraction_then_rerun_gives_the_same_latents(tmp_path, au
 CACHE_WRITER = textwrap.dedent('''
     import os, sys, time, zlib
     import torch
-    from fusemix.cache import LatentCache, Units
+    from fusemix.cache import LatentCache, SingleProcess, Units
 
     UNITS, SHARD = 30, 1  # one unit per shard: as many chances as possible for the writers to interleave
 
@@ -428,18 +424,13 @@ CACHE_WRITER = textwrap.dedent('''
             return torch.stack([torch.randn(8, generator=torch.Generator().manual_seed(zlib.crc32(t.encode())))
                                 for t in items])
 
-    class OneProcess:
-        process_index, num_processes = 0, 1
-        is_main_process = is_local_main_process = True
-        def wait_for_everyone(self):
-            pass
 
     def make(root):
         units = Units([f"c{i}" for i in range(UNITS)], "fixed-fingerprint", Load(), "captions")
         return LatentCache(root, units, Toy(), shard_size=SHARD)
 
     def build(root):
-        make(root).build(batch_size=SHARD, progress=False, state=OneProcess())
+        make(root).build(batch_size=SHARD, progress=False, state=SingleProcess())
 
     if __name__ == "__main__":
         root, gate = sys.argv[1], sys.argv[2]
@@ -488,7 +479,7 @@ def test_two_processes_writing_one_latent_cache_never_mix_it_silently(cache_writ
     """What holds today: every shard is checked against the manifest, so an interleaving of two
     writers is either consistent or refused by load() (then a rebuild repairs it) - never silently
     mixed, never half-written."""
-    from fusemix.cache import CacheError
+    from fusemix.cache import CacheError, SingleProcess
 
     w, tmp = cache_writers
     alone = w["make"](tmp / "here").load()
@@ -498,7 +489,7 @@ def test_two_processes_writing_one_latent_cache_never_mix_it_silently(cache_writ
         got = cache.load()  # verifies every shard against the manifest's sha256
         outcome = "every shard verified against the manifest"
     except CacheError as e:
-        stats = cache.build(batch_size=1, progress=False, state=w["OneProcess"]())
+        stats = cache.build(batch_size=1, progress=False, state=SingleProcess())
         got = cache.load()
         outcome = (f"manifest and shards disagree after the race ({str(e).split('/')[-1]}); load() refused it; "
                    f"a rebuild redid {len(stats.redone_shards)} of {cache.num_shards} shards")

@@ -154,7 +154,7 @@ def no_pickle(monkeypatch):
 
 def test_every_artefact_loads_with_unpickling_disabled(tmp_path, no_pickle):
     import train
-    from fusemix.cache import LatentCache, Units
+    from fusemix.cache import LatentCache, SingleProcess, Units
     from fusemix.gallery import Gallery
     from fusemix.latents import load_latent_pairs, save_latent_pairs
     from fusemix.model import FusionModel
@@ -190,13 +190,7 @@ def test_every_artefact_loads_with_unpickling_disabled(tmp_path, no_pickle):
 
     cache = LatentCache(tmp_path / "cache", Units(["a", "b", "c"], "fp", Load(), "captions"), Enc(), shard_size=2)
 
-    class One:
-        process_index, num_processes, is_main_process, is_local_main_process = 0, 1, True, True
-
-        def wait_for_everyone(self):
-            pass
-
-    cache.build(progress=False, state=One())
+    cache.build(progress=False, state=SingleProcess())
     assert cache.load().latents.shape == (3, 4)
     g = Gallery.from_items(["x", "y"], lambda items: torch.eye(2)[: len(items)], "fp", modality="text",
                            cache_dir=tmp_path / "g")
