@@ -179,8 +179,8 @@ def _worker_init(_: int) -> None:
       that takes a core from one of torch's threads stalls every parallel region at its barrier;
       at niceness 19 decoding fills the cores the forward leaves idle, and when the main process
       waits for a batch the worker has the cores to itself. Full-size CLAP on 2 cores, 10 s
-      clips: stage/forward 0.76-0.84 -> 0.83-0.91 (1 worker), 0.87 -> 0.92-0.95 (2 workers). With
-      spare cores (a GPU encoder) niceness changes nothing.
+      clips, stage/forward: 1 worker 0.76-0.84 -> 0.79-0.91, 2 workers 0.87 -> 0.83-1.04 (5 runs
+      of a drifting machine). With spare cores (a GPU encoder) niceness changes nothing.
     - Freed memory is kept (fusemix/malloc.py): no page faults on the same multi-MB arrays clip
       after clip.
     - One BLAS thread, as DataLoader already does for torch's own threads: workers are the unit

@@ -3,8 +3,8 @@
 Why: a decoding worker allocates and frees the same few multi-MB arrays for every clip (the
 resampled signal, the STFT frames, their spectrum). glibc's defaults return freed memory at the
 top of the heap to the kernel (trim) and serve large blocks with fresh ``mmap`` calls, so every
-clip pays again for zero-filled pages: about 2,700 page faults and 35% of ``prepare`` for a 10 s
-clip on the 2-core CI machine (``benchmarks/extract_throughput.py``, measured with and without).
+clip pays again for zero-filled pages: about 2,700 page faults per 10 s clip, and ``prepare`` (decode,
+resample, log-mel) 25-35% slower than with the pages kept (2-core CI machine, interleaved runs).
 Keeping the memory makes those pages stay mapped between clips.
 
 Only processes fusemix owns call this (DataLoader workers started by ``LatentCache.build``); a
