@@ -17,6 +17,7 @@ timed over windows as long as a step. Runs on CUDA when present (--device cuda).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -49,6 +50,17 @@ def matmul_fn(m: int, k: int, n: int, dtype, device):
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
     return (lambda: a @ b), 2 * m * k * n
+
+
+@contextlib.contextmanager
+def fp32_matmuls(precision: str):
+    """CUDA fp32 matmul precision for a block ("ieee" or "tf32"), restored after."""
+    before = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = precision
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = before
 
 
 def repeated(fn, flops: int, seconds: float, device):
@@ -111,7 +123,7 @@ def main():
     x = torch.randn(8 * args.batch, dx, device=device)
     y = torch.randn(8 * args.batch, dy, device=device)
 
-    def make_step(bf16: bool, plain_dropout: bool):
+    def make_step(bf16: bool, plain_dropout: bool, tf32: bool = False):
         model = FusionModel(FusionConfig({"image": ModalitySpec("bench-x", dx), "text": ModalitySpec("bench-y", dy)},
                                          proj_dim=512, depth=4, expansion=4, dropout=0.6)).to(device).train()
         if plain_dropout:  # the baseline: torch's own GELU and dropout (bernoulli_ mask) in every block
@@ -122,18 +134,21 @@ def main():
         g = torch.Generator().manual_seed(0)
 
         def step():
-            idx = torch.randint(0, x.shape[0], (args.batch,), generator=g).to(device)
-            xb, yb = fusemix_mix(x[idx], y[idx], sample_lambda(1.0, g), mix_partners(args.batch, "permutation", g))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = model("image", xb, "text", yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            with fp32_matmuls("tf32" if tf32 else "ieee"):
+                idx = torch.randint(0, x.shape[0], (args.batch,), generator=g).to(device)
+                xb, yb = fusemix_mix(x[idx], y[idx], sample_lambda(1.0, g), mix_partners(args.batch, "permutation", g))
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = model("image", xb, "text", yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
         return step, model
 
     variants = {"fp32": make_step(False, False), "fp32_plain_dropout": make_step(False, True),
                 "bf16": make_step(True, False)}
+    if device.type == "cuda":  # train.py --tf32: fp32 matmuls on TF32 tensor cores (CUDA only)
+        variants["fp32_tf32"] = make_step(False, False, tf32=True)
     # A step's FLOPs are those of its GEMMs (elementwise work is not counted).
     gemms = {name: step_gemms_fn(variants["fp32"][1], args.batch, dtype, device)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
@@ -185,6 +200,8 @@ def main():
         results[f"step_{name}_vs_matmul_paired_median"] = statistics.median(paired[name])
     results["bf16_speedup"] = results["step_fp32_s"] / results["step_bf16_s"]
     results["speedup_over_plain_dropout"] = results["step_fp32_plain_dropout_s"] / results["step_fp32_s"]
+    if "fp32_tf32" in variants:
+        results["tf32_speedup"] = results["step_fp32_s"] / results["step_fp32_tf32_s"]
 
     print(f"matmul, one [B, d] @ [d, 4d] GEMM: fp32 {results['matmul_fp32_gflops']:.1f} GFLOP/s, "
           f"bf16 {results['matmul_bf16_gflops']:.1f} GFLOP/s")
@@ -197,6 +214,8 @@ def main():
               f"per-round one-GEMM ratios {' '.join(f'{100 * r:.0f}%' for r in paired[name])} "
               f"(median {100 * results[f'step_{name}_vs_matmul_paired_median']:.1f}%)")
     print(f"fusemix GELU-dropout vs torch GELU + dropout: step {results['speedup_over_plain_dropout']:.2f}x faster")
+    if "tf32_speedup" in results:
+        print(f"TF32 (train.py --tf32) speed-up over fp32: {results['tf32_speedup']:.2f}x")
     print(f"bf16 autocast speed-up over fp32: {results['bf16_speedup']:.2f}x "
           f"(goal: fp32 step >= 85% of matmul, bf16 faster than fp32)")
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))

@@ -153,3 +153,18 @@ def test_rerun_without_checkpoint_logs_each_step_once(tmp_path):
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["loss"] != 9.0
+
+
+def test_tf32_flag_is_saved_and_changes_nothing_on_cpu(tmp_path):
+    """--tf32 is a CUDA setting: on CPU the run is bit-identical, and no global precision is touched."""
+    f = _write(tmp_path, make_pairs(120, seed=4))
+    common = ["--latents", f, "--epochs", "1", "--batch_size", "40", "--heldout_fraction", "0", "--device", "cpu",
+              *SMALL]
+    before = (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.fp32_precision)
+    train.main(common + ["--out", str(tmp_path / "plain")])
+    train.main(common + ["--out", str(tmp_path / "tf32"), "--tf32"])
+    assert (torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.fp32_precision) == before
+    assert json.loads((tmp_path / "tf32" / "train_config.json").read_text())["tf32"] is True
+    assert json.loads((tmp_path / "plain" / "train_config.json").read_text())["tf32"] is False
+    (wa, _), (wb, _) = _weights(tmp_path / "plain"), _weights(tmp_path / "tf32")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
