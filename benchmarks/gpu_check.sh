@@ -2,7 +2,7 @@
 # The GPU checks of the open performance goals, as one device call (a lent H200 gives a session
 # 15 minutes in all; this takes about 5 once the machine is up):
 #   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA, skipped on CPU machines);
-#   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 vs fp32;
+#   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 and TF32 vs fp32;
 #   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 2/4/8
 #      decoding workers: whole stage vs forward alone (goal >= 0.9).
 # Outputs go to $OUT (the device tool brings them back) or ./gpu_check_out.
