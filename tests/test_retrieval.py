@@ -232,25 +232,13 @@ def test_fusion_embedder_refuses_mismatched_encoders(tiny):
 
 
 def test_clip_reference_space_plugs_in(tmp_path):
-    from transformers import CLIPConfig, CLIPModel
-    from transformers.models.clip import CLIPImageProcessorPil
-
     from fusemix.default_gallery import default_gallery_dir
-    from fusemix.tiny import _clip_tokenizer
+    from fusemix.tiny import save_tiny_clip
 
-    tok = _clip_tokenizer()
-    ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id}
-    cfg = CLIPConfig(text_config={**ids, "vocab_size": len(tok), "hidden_size": 16, "intermediate_size": 32,
-                                  "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 77},
-                     vision_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                                    "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-                     projection_dim=8)
-    torch.manual_seed(0)
-    CLIPModel(cfg).save_pretrained(tmp_path / "clip")
-    tok.save_pretrained(tmp_path / "clip")
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path / "clip")
-    space = clip_space(str(tmp_path / "clip"), standin=True)
-    assert space.modalities == ["image", "text"] and space.standin
+    save_tiny_clip(tmp_path / "clip")
+    space = clip_space(str(tmp_path / "clip"))
+    assert space.modalities == ["image", "text"] and space.standin  # read from the stand-in's marker
+    assert not clip_space(str(tmp_path / "clip"), standin=False).standin
     r = Retriever()
     files = ["astronaut.png", "coffee.png", "rocket.jpg"]
     r.build_gallery("ref", default_gallery_dir(), "image", space=space, files=files, cache_dir=False)
