@@ -74,6 +74,11 @@ def repeated(fn, flops: int, seconds: float, device):
     return run, reps * flops
 
 
+def matmul_rate(fns: list, times: dict[str, float], kind: str) -> float:
+    """Mean FLOP/s of the one-GEMM baselines of ``kind`` ("fp32" / "bf16") given their timings."""
+    return sum(flops / times[f"{kind}_{i}"] for i, (_, flops) in enumerate(fns)) / len(fns)
+
+
 def step_gemms_fn(model: FusionModel, batch: int, dtype, device):
     """Every GEMM of one training step, back to back on ready operands, and its FLOPs.
 
@@ -182,13 +187,11 @@ def main():
             best[key] = min(best.get(key, float("inf")), t)
         for name in variants:
             kind = name[:4]
-            rate = sum(flops / now[f"{kind}_{i}"] for i, (_, flops) in enumerate(matmuls[kind])) / len(matmuls[kind])
-            paired[name].append(gemms[kind][1] / now[name] / rate)
+            paired[name].append(gemms[kind][1] / now[name] / matmul_rate(matmuls[kind], now, kind))
 
     results = {}
     for name, fns in matmuls.items():
-        rates = [flops / best[f"{name}_{i}"] / 1e9 for i, (_, flops) in enumerate(fns)]
-        results[f"matmul_{name}_gflops"] = sum(rates) / len(rates)
+        results[f"matmul_{name}_gflops"] = matmul_rate(fns, best, name) / 1e9
         results[f"step_gemms_{name}_gflops"] = gemms[name][1] / best[f"gemms_{name}"] / 1e9
     for name in variants:
         t, flops = best[name], gemms[name[:4]][1]
