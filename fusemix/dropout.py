@@ -5,8 +5,11 @@ its time in ``nn.Dropout``'s ``bernoulli_`` mask and the extra passes around it 
 ``benchmarks/train_throughput.py``). Here:
 
 - the mask comes from raw 64-bit random words, each cut into four 16-bit integers compared with
-  ``round(keep * 2**16)``: ~10x cheaper than ``bernoulli_``, drawn from the same torch generator,
+  ``round(keep * 2**16)``: ~10x cheaper than ``bernoulli_``, and driven by the same torch generator,
   so seeding and ``--resume`` behave exactly as before;
+- torch fills random words on one core (its CPU generator is serial): a large mask is drawn in
+  fixed 1 MB chunks, each from its own generator seeded by the caller's, filled on all of torch's
+  threads at once. The chunking is fixed, so the mask depends on the seed, never on the thread count;
 - the keep probability is quantised to 1/65536 and survivors are scaled by its exact inverse, so
   the output's expectation still equals the input;
 - the mask is a float tensor of 0 and 1/keep, multiplied in place into the GELU output; backward
@@ -15,6 +18,8 @@ its time in ``nn.Dropout``'s ``bernoulli_`` mask and the extra passes around it 
 On CUDA, ``F.gelu`` + ``F.dropout`` (a fused Philox kernel) are already cheap and are used as is.
 """
 from __future__ import annotations
+
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -33,13 +38,43 @@ def keep_levels(p: float) -> int:
     return max(1, round((1.0 - p) * _LEVELS))
 
 
+_CHUNK_WORDS = 1 << 17  # 1 MB of random words per chunk generator (CPU)
+
+
+def _fill_random(words: torch.Tensor, generator: torch.Generator | None) -> None:
+    words.random_(-(1 << 63), None, generator=generator)  # every bit uniform: the full int64 range
+
+
+def _fill_random_chunked(words: torch.Tensor, generator: torch.Generator | None) -> None:
+    """``words`` filled chunk by chunk, each chunk from a generator seeded by one draw of ``generator``."""
+    chunks = words.split(_CHUNK_WORDS)
+    seeds = torch.empty(len(chunks), dtype=torch.int64).random_(generator=generator).tolist()
+
+    def fill(indices):
+        for i in indices:
+            _fill_random(chunks[i], torch.Generator().manual_seed(seeds[i]))
+
+    lanes = max(1, min(torch.get_num_threads(), len(chunks)))
+    helpers = [threading.Thread(target=fill, args=(range(k, len(chunks), lanes),)) for k in range(1, lanes)]
+    for t in helpers:  # torch releases the GIL while it fills: the lanes run in parallel
+        t.start()
+    try:
+        fill(range(0, len(chunks), lanes))
+    finally:
+        for t in helpers:
+            t.join()
+
+
 def _random_int16(shape, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform int16 values: four per 64-bit random word (a quarter of a float draw's RNG calls)."""
     n = 1
     for s in shape:
         n *= int(s)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
-    words.random_(-(1 << 63), None, generator=generator)  # every bit uniform: the full int64 range
+    if words.device.type == "cpu" and words.numel() > _CHUNK_WORDS:
+        _fill_random_chunked(words, generator)
+    else:
+        _fill_random(words, generator)
     return words.view(torch.int16)[:n].view(shape)
 
 

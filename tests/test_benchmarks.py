@@ -24,7 +24,8 @@ def test_gpu_check_runs_every_step_and_reports_figures(tmp_path):
 
     train = (tmp_path / "train_throughput.txt").read_text()
     figures = json.loads(train.strip().splitlines()[-1])
-    for key in ("matmul_fp32_gflops", "step_fp32_vs_matmul", "step_fp32_vs_matmul_paired_median", "bf16_speedup"):
+    for key in ("matmul_fp32_gflops", "step_fp32_vs_matmul", "step_fp32_vs_matmul_paired_median",
+                "step_fp32_vs_step_gemms_paired_median", "bf16_speedup"):
         assert figures[key] > 0, key
 
     extract = (tmp_path / "extract_throughput.txt").read_text()

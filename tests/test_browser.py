@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
+from demo_server import tiny_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -20,28 +20,12 @@ playwright_sync = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    from demo.app import build_demo, launch_kwargs
-    from demo.models import Settings
-
-    base = tmp_path_factory.getbasetemp()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("FUSEMIX_CACHE", str(base / "fusemix-cache"))
-    settings = Settings.from_env(env={}, profile="tiny", tiny_root=str(base / "fusemix-demo-tiny"),
-                                 host="127.0.0.1", port=free_port())
-    demo = build_demo(settings=settings)
-    demo.fusemix.models.tiny_suite()  # build the stand-ins before the browser's clock starts
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings))
-    yield url
-    demo.close()
-    mp.undo()
+    # the stand-ins are built before the browser's clock starts
+    with tiny_demo(tmp_path_factory.getbasetemp(), before_launch=lambda demo: demo.fusemix.models.tiny_suite()) as (
+            _, url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")

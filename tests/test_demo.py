@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from demo_server import free_port, tiny_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 GALLERY = "Default photos (scikit-image)"
 EXAMPLES = ROOT / "demo" / "examples"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +48,12 @@ def user_gallery(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(shared_env, user_gallery):
-    from demo.app import build_demo, launch_kwargs
-    from demo.models import Settings
+    def loads_nothing(demo):
+        assert demo.fusemix.models.loaded() == []  # building the app loads nothing
 
-    settings = Settings.from_env(env={}, profile="tiny", tiny_root=str(shared_env["tiny_root"]),
-                                 host="127.0.0.1", port=free_port(), gallery=str(user_gallery))
-    demo = build_demo(settings=settings)
-    assert demo.fusemix.models.loaded() == []  # building the app loads nothing
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings))
-    yield demo, url
-    demo.close()
+    with tiny_demo(shared_env["tiny_root"].parent, before_launch=loads_nothing, gallery=str(user_gallery)) as (
+            demo, url, _):
+        yield demo, url
 
 
 @pytest.fixture(scope="module")

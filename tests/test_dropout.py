@@ -91,6 +91,32 @@ def test_seeded_masks_repeat_and_unseeded_differ():
     assert torch.equal(keep_mask((7, 9), 0.3), c)
 
 
+def test_a_large_mask_depends_on_the_seed_not_on_the_thread_count():
+    """Above 1 MB of random words the draw is split into chunks filled in parallel (dropout.py)."""
+    from fusemix.dropout import _CHUNK_WORDS
+
+    shape = (4 * (3 * _CHUNK_WORDS + 5),)  # three full chunks and a ragged one
+    threads = torch.get_num_threads()
+    try:
+        masks = []
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            masks.append(keep_mask(shape, 0.6, generator=torch.Generator().manual_seed(11)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(masks[0], masks[1]) and torch.equal(masks[0], masks[2])
+    gen = torch.Generator().manual_seed(11)
+    keep_mask(shape, 0.6, generator=gen)
+    assert not torch.equal(keep_mask(shape, 0.6, generator=gen), masks[0])  # the generator moved on
+    chunks = masks[0].float().split(4 * _CHUNK_WORDS)
+    assert len(chunks) == 4
+    for a in chunks[:3]:  # every chunk has its own stream: no chunk repeats another
+        assert abs(a.mean().item() - 0.4) < 0.01
+        for b in chunks[:3]:
+            if a is not b:
+                assert abs((a * b).mean().item() - 0.16) < 0.01  # 0.4 if two chunks were the same draw
+
+
 def test_eval_and_zero_p_are_plain_gelu_and_bad_p_is_refused():
     x = torch.randn(8, 8)
     torch.testing.assert_close(gelu_dropout(x, 0.6, training=False), F.gelu(x))

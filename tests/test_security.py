@@ -357,21 +357,10 @@ def test_oversized_files_are_refused_without_being_read(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def demo_server(tmp_path_factory):
     pytest.importorskip("demo.app")
-    from demo.app import build_demo, launch_kwargs
-    from demo.models import Settings
+    from demo_server import tiny_demo
 
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = tmp_path_factory.getbasetemp()
-    settings = Settings.from_env(env={}, profile="tiny", tiny_root=str(base / "fusemix-demo-tiny"),
-                                 host="127.0.0.1", port=port)
-    demo = build_demo(settings=settings)  # loads no model: enough to test the file route
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings))
-    yield demo, url.rstrip("/"), settings
-    demo.close()
+    with tiny_demo(tmp_path_factory.getbasetemp()) as (demo, url, settings):  # loads no model: enough for the file route
+        yield demo, url.rstrip("/"), settings
 
 
 def test_demo_serves_only_what_it_ships_or_created(demo_server, tmp_path):
