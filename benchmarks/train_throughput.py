@@ -13,7 +13,7 @@ timed over windows as long as a step. Runs on CUDA when present (--device cuda).
 
 The goal (fp32 step >= 85% of the matmul rate) is read against the step's own GEMMs, paired per
 round: those are the products a step cannot avoid, in the shapes it needs (backward's transposed
-products run 5-15% slower than the forward [B, d] @ [d, 4d] on this CPU's MKL), so the ratio says
+products run up to 15% slower than the forward [B, d] @ [d, 4d] on this CPU's MKL), so the ratio says
 what the rest of the step costs. The one-GEMM ratio is printed beside it.
 
     python benchmarks/train_throughput.py                 # paper sizes, batch 1024
