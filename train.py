@@ -49,6 +49,7 @@ class TrainConfig:
     y_encoder: str = opt("", "KIND:MODEL_ID of the caption encoder for --data, e.g. sentence:BAAI/bge-large-en-v1.5")
     caption_column: str = opt("caption", "caption column of the dataset metadata / manifest")
     cache_dir: str = opt("cache", "where extracted latents are cached (reused across runs)")
+    num_workers: int = opt(-1, "decoding processes for extraction (-1: one per CPU core beside this one, at least 2)")
     heldout_fraction: float = opt(0.05, "fraction of items held out for retrieval evaluation")
     out: str = opt("runs/fusemix", "output directory: checkpoints, metrics.jsonl, metrics.png")
     # --- model ---
@@ -117,7 +118,7 @@ def load_pairs(cfg: TrainConfig) -> LatentPairs:
     from fusemix.extract import extract_pairs  # heavy imports only when extracting
 
     return extract_pairs(cfg.data, cfg.x_encoder, cfg.y_encoder, cache_root=cfg.cache_dir,
-                         caption_column=cfg.caption_column)
+                         caption_column=cfg.caption_column, num_workers=None if cfg.num_workers < 0 else cfg.num_workers)
 
 
 def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:

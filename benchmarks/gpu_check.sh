@@ -3,8 +3,10 @@
 # 15 minutes in all; this takes about 5 once the machine is up):
 #   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA, skipped on CPU machines);
 #   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 and TF32 vs fp32;
-#   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 2/4/8
-#      decoding workers: whole stage vs forward alone (goal >= 0.9).
+#   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 4/8/15
+#      decoding workers (the machine has 16 cores): whole stage vs forward alone (goal >= 0.9), and
+#      whether the workers' CPU-side ceiling reaches the GPU's rate. 1024 clips: at GPU rates fewer
+#      would time mostly the workers' start-up.
 # Outputs go to $OUT (the device tool brings them back) or ./gpu_check_out.
 #
 # The device image has torch, transformers, numpy, safetensors, tqdm and pytest, but not the
@@ -45,7 +47,7 @@ if [ -n "$quick" ]; then
   step extract_throughput "$py" benchmarks/extract_throughput.py --clips 8 --seconds 2 --num-workers 0,1 --repeats 1
 else
   step train_throughput "$py" benchmarks/train_throughput.py --steps 7
-  step extract_throughput "$py" benchmarks/extract_throughput.py --full-size-random --clips 256 \
-    --batch-size 32 --num-workers 2,4,8 --repeats 2
+  step extract_throughput "$py" benchmarks/extract_throughput.py --full-size-random --clips 1024 \
+    --batch-size 32 --num-workers 4,8,15 --repeats 3
 fi
 exit $status

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .adapter import Adapter
 from .checkpoint import CheckpointError, load_state_strict, read_model_config, read_safetensors
@@ -583,7 +584,11 @@ def set_audio_mean_main(argv=None) -> int:
         if not files:
             raise BridgeConfigError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found in {args.audio}")
         encoder = load_encoder("clap-audio", bridge.config.clap_model, device=args.device)
-        latents = encoder.encode([str(f) for f in files])
+        # In slices: encode() holds every prepared item (a 10 s clip's padded waveform is 1.9 MB).
+        step = 256
+        latents = torch.cat([encoder.encode([str(f) for f in files[i:i + step]], progress=False)
+                             for i in tqdm(range(0, len(files), step), desc="CLAP audio", unit="slice",
+                                           disable=len(files) <= step)])
     bridge.set_modality_mean("audio", latents)
     bridge.save_pretrained(args.bridge)
     print(f"recorded the mean of {latents.shape[0]} CLAP audio latents in {args.bridge}")

@@ -204,12 +204,30 @@ def _build(units: Units, encoder: Any, cache_root: Path, opts: dict[str, Any]) -
     return cache, stats, cache.load()
 
 
+def default_num_workers() -> int:
+    """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
+
+    Why all of them: at a GPU encoder's rate the CPU side is the bound (decoding and resampling a
+    10 s clip takes ~12 ms of one core; the GPU embeds it in far less), so every spare core should
+    decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
+    Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
+    (``LOCAL_WORLD_SIZE``).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(2, cores // local - 1)
+
+
 def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike = DEFAULT_CACHE_ROOT,
-                   *, batch_size: int = 32, shard_size: int = 1024, num_workers: int = 0, dtype: str = "float32",
+                   *, batch_size: int = 32, shard_size: int = 1024, num_workers: int | None = 0, dtype: str = "float32",
                    progress: bool = True, state: Any = None, caption_column: str | list[str] = "caption",
                    item_column: str | None = None, id_column: str | None = None,
                    split: str | None = None) -> ExtractionResult:
     """Encode (or reuse cached) latents for a pair source; see :func:`extract_pairs`."""
+    num_workers = default_num_workers() if num_workers is None else num_workers
     src = open_source(source, caption_column=caption_column, item_column=item_column, id_column=id_column,
                       split=split)
     state = state if state is not None else default_state()
@@ -286,7 +304,8 @@ def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str |
     """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
 
     Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings. Options (keyword only):
-    ``batch_size``, ``shard_size``, ``num_workers`` (decoding processes), ``dtype`` of the stored
+    ``batch_size``, ``shard_size``, ``num_workers`` (decoding processes; 0: in this process,
+    None: :func:`default_num_workers`), ``dtype`` of the stored
     latents, ``progress``, ``state`` (an accelerate PartialState; default: the current one),
     ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items are logged;
     use :func:`run_extraction` to get the full :class:`ExtractionReport`.
@@ -313,7 +332,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split subfolder (folders) or split name (hub, default train)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--shard-size", type=int, default=1024)
-    p.add_argument("--num-workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="decoding processes (default: one per CPU core beside this process, at least 2)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     p.add_argument("--no-progress", action="store_true")
     return p

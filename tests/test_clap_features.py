@@ -1,4 +1,5 @@
-"""The vectorised CLAP log-mel features equal transformers' ``ClapFeatureExtractor``'s.
+"""fusemix's CLAP log-mel features (padding on the CPU, batched torch.stft on the model's device)
+equal transformers' ``ClapFeatureExtractor``'s.
 
 ``fusemix.encoders.clap_features`` replaces the extractor on the unfused path for speed only, so
 every output is compared with the extractor's own (``return_tensors="np"``). Tolerance: max abs
@@ -11,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from transformers import ClapFeatureExtractor
 
 from fusemix.encoders import load_encoder
-from fusemix.encoders.clap_features import check_supported, clap_log_mel
+from fusemix.encoders.clap_features import LogMel, check_supported, clap_log_mel, compute_dtype
 from fusemix.tiny import save_tiny_clap
 
 TOL_DB = 1e-4
@@ -111,10 +113,14 @@ def tiny_clap(tmp_path_factory):
     return save_tiny_clap(tmp_path_factory.mktemp("tiny-clap-features") / "clap")
 
 
+@pytest.mark.parametrize("in_forward", [False, True], ids=["features-in-prepare", "features-in-forward"])
 @pytest.mark.parametrize("long_clip", ["center", "mean"])
-def test_encoder_prepare_is_unchanged(tiny_clap, tmp_path, monkeypatch, long_clip):
+def test_encoder_features_and_latents_equal_the_extractors(tiny_clap, tmp_path, monkeypatch, long_clip, in_forward):
+    """Either split (log-mel in prepare for a CPU model, in forward on an accelerator) gives the
+    extractor's features and latents."""
     enc = load_encoder("clap-audio", tiny_clap, device="cpu", long_clip=long_clip, max_windows=3)
-    assert enc.fast_features
+    assert enc.fast_features and not enc.features_in_forward  # CPU model: workers compute the log-mel
+    monkeypatch.setattr(enc, "features_in_forward", in_forward)
     rng = np.random.default_rng(1)
     wav_file = tmp_path / "stereo.wav"
     sf.write(wav_file, 0.1 * rng.standard_normal((44100 * 3, 2)), 44100)
@@ -123,10 +129,30 @@ def test_encoder_prepare_is_unchanged(tiny_clap, tmp_path, monkeypatch, long_cli
              (0.1 * rng.standard_normal(enc.window * 2 + 12345)).astype(np.float32)]
     fast = [enc.prepare(item) for item in items]
     monkeypatch.setattr(enc, "fast_features", False)
-    for item, got in zip(items, fast):
-        ref = enc.prepare(item)
+    refs = [enc.prepare(item) for item in items]
+    n_windows = [1, 1, 1 if long_clip == "center" else 3]
+    for got, ref, n in zip(fast, refs, n_windows):
+        if in_forward:
+            n_fft = enc.bundle.feature_extractor.fft_window_size  # centred: half a window of reflection each side
+            assert list(got) == ["waveform"] and got["waveform"].shape == (n, enc.window + n_fft)
+            assert isinstance(got["waveform"], torch.Tensor)  # shared memory between DataLoader workers
+            got = {"input_features": enc.log_mel(got["waveform"]).numpy(), "is_longer": np.zeros((n, 1), dtype=bool)}
         assert got.keys() == ref.keys()
         assert_same(got, ref)
+    latents, ref_latents = enc.forward(enc.collate(fast)), enc.forward(enc.collate(refs))
+    assert latents.shape == (3, enc.dim)
+    torch.testing.assert_close(latents, ref_latents, atol=1e-5, rtol=0)
+    if in_forward:
+        with pytest.raises(RuntimeError, match="different kinds"):
+            enc.collate([fast[0], refs[0]])
+
+
+def test_log_mel_runs_in_the_extractors_precision_where_the_device_has_it():
+    assert compute_dtype("cpu") == compute_dtype("cuda") == torch.float64
+    assert compute_dtype("meta") == torch.float32  # devices without float64 (e.g. mps) fall back
+    fe = extractor("small")
+    with pytest.raises(ValueError, match="pad_window"):
+        LogMel(fe)(torch.zeros(2, fe.nb_max_samples - 1))
 
 
 def test_encoder_falls_back_when_not_reproducible(tiny_clap, monkeypatch):

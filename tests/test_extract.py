@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from fusemix.cache import SingleProcess
-from fusemix.extract import ExtractionError, extract_pairs, main, run_extraction
+from fusemix.extract import ExtractionError, default_num_workers, extract_pairs, main, run_extraction
 from fusemix.latents import load_latent_pairs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -317,3 +317,14 @@ def test_two_processes_give_the_same_latents_as_one(audiofolder, tmp_path, tiny_
     for cache_dir in (tmp_path / "c2").iterdir():  # ranks' progress files merged into one manifest
         assert json.loads((cache_dir / "manifest.json").read_text())["complete"]
         assert not list(cache_dir.glob("progress-rank*.json"))
+
+
+@pytest.mark.parametrize("cores, local, expected", [(16, None, 15), (16, "4", 3), (16, "8", 2), (2, None, 2),
+                                                    (1, None, 2), (16, "not a number", 15)])
+def test_default_workers_use_the_cores_beside_each_process(monkeypatch, cores, local, expected):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    assert default_num_workers() == expected
