@@ -207,3 +207,11 @@ def test_an_encoder_returning_the_wrong_batch_size_stops_the_run(tmp_path):
 
     with pytest.raises(RuntimeError, match="shape"):
         build(tmp_path, units(4), Broken())
+
+
+def test_batches_in_flight_stay_near_eight_with_at_least_two_per_worker():
+    from fusemix.cache import _prefetch
+
+    assert _prefetch(0) is None  # no workers: DataLoader takes no prefetch_factor
+    assert [w * _prefetch(w) for w in (1, 2, 4)] == [8, 8, 8]
+    assert [_prefetch(w) for w in (3, 5, 15, 64)] == [3, 2, 2, 2]
