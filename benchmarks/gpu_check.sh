@@ -39,7 +39,8 @@ step() {  # name, command...: run one check, keep its log, remember a failure, g
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi";
-  "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"; } | tee "$out/machine.txt"
+  "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())";
+  nproc; df -h /dev/shm 2>/dev/null || echo "no /dev/shm"; } | tee "$out/machine.txt"  # workers pass batches through /dev/shm
 
 step cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/test_dropout.py
 if [ -n "$quick" ]; then
