@@ -182,3 +182,17 @@ def test_downmix_is_the_channel_mean_exactly(channels):
     np.testing.assert_array_equal(from_file, want)
     np.testing.assert_array_equal(from_array, want)
     assert not np.shares_memory(from_array, x)
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_16_bit_pcm_gives_libsndfiles_float_samples_exactly(fmt, channels):
+    """16-bit files are read as int16 and scaled by fusemix; the samples must be libsndfile's own."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-32768, 32768, (70_001, channels), dtype=np.int16)  # full scale, both extremes
+    x[:2] = [[-32768] * channels, [32767] * channels]
+    data = encoded(x, 44_100, fmt, "PCM_16")
+    frames, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # libsndfile's conversion
+    want = frames.mean(axis=1, dtype=np.float32) if channels > 2 else (
+        frames[:, 0] if channels == 1 else (frames[:, 0] + frames[:, 1]) / np.float32(2))
+    np.testing.assert_array_equal(load_audio(data, 44_100), np.clip(want, -1, 1))
