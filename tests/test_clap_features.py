@@ -162,3 +162,35 @@ def test_encoder_falls_back_when_not_reproducible(tiny_clap, monkeypatch):
     assert fallback.bundle is enc.bundle and not fallback.fast_features
     out = fallback.prepare(np.zeros(enc.sample_rate, np.float32))
     assert out["input_features"].shape == (1, 1, 1001, 64) and out["is_longer"].shape == (1, 1)
+
+
+def test_waveforms_cross_from_decoding_workers_to_the_forward(tiny_clap, tmp_path):
+    """The accelerator split (waveform tensors from DataLoader workers, log-mel in forward) caches
+    the same latents as the CPU split computed in one process."""
+    from fusemix.cache import LatentCache, SingleProcess, Units
+    from fusemix.extract import RawItemLoader
+    from fusemix.pairs import open_folder
+
+    rng = np.random.default_rng(3)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rows = []
+    for i, seconds in enumerate([0.5, 3.0, 12.0, 1.0, 2.5]):
+        sf.write(clips / f"c{i}.wav", 0.2 * rng.standard_normal((int(44100 * seconds), 2)), 44100,
+                 subtype="PCM_16")
+        rows.append(f"c{i}.wav,clip {i}\n")
+    (clips / "metadata.csv").write_text("file_name,caption\n" + "".join(rows))
+    source = open_folder(clips)
+
+    def build(features_in_forward: bool, workers: int):
+        enc = load_encoder("clap-audio", tiny_clap, device="cpu", long_clip="mean", max_windows=2)
+        enc.features_in_forward = features_in_forward
+        units = Units(list(source.ids), f"{source.items_fingerprint()}:{features_in_forward}",
+                      RawItemLoader(source), "audio")
+        cache = LatentCache(tmp_path / f"cache-{features_in_forward}-{workers}", units, enc, shard_size=2)
+        cache.build(batch_size=2, num_workers=workers, progress=False, state=SingleProcess())
+        return cache.load()
+
+    ref, got = build(False, 0), build(True, 2)
+    assert len(ref.index) == len(got.index) == 5 and not got.failed
+    torch.testing.assert_close(got.latents, ref.latents, atol=1e-5, rtol=0)
