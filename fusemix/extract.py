@@ -208,7 +208,7 @@ def default_num_workers() -> int:
     """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
 
     Why all of them: at a GPU encoder's rate the CPU side is the bound (decoding and resampling a
-    10 s clip takes ~12 ms of one core; the GPU embeds it in far less), so every spare core should
+    10 s clip takes 6-9 ms of one core; the GPU embeds it in far less), so every spare core should
     decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
     Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
     (``LOCAL_WORLD_SIZE``).

@@ -12,10 +12,11 @@ extractor's rate (48 kHz for LAION CLAP); bare numpy arrays are taken to be at t
 The feature extractor's mode follows the checkpoint's ``enable_fusion``: unfused checkpoints need
 ``truncation="rand_trunc"`` (the "fusion" default makes 4-channel input they cannot take).
 For those the log-mel spectrogram is fusemix's own (:mod:`fusemix.encoders.clap_features`: the
-extractor's values from ``torch.stft``; per 10 s window on one core ~6 ms, the extractor ~20 ms). With the model on an
-accelerator it is computed per batch on the device in ``forward``, so that ``prepare`` (DataLoader
-workers) only decodes, resamples and pads, and the CPU side keeps up with the GPU; with the model on
-the CPU it stays in ``prepare``. Configurations it does not reproduce keep the extractor.
+extractor's values from ``torch.stft``; a 10 s window on one core ~6 ms, the extractor ~20 ms).
+With the model on an accelerator it is computed per batch on the device in ``forward``, so that
+``prepare`` (DataLoader workers) only decodes, resamples and pads, and the CPU side keeps up with
+the GPU; with the model on the CPU it stays in ``prepare``. Configurations it does not reproduce
+keep the extractor.
 
 Clips longer than the model's window (10 s) are handled deterministically, never by a random
 crop: ``long_clip="center"`` (default) embeds the central window; ``"mean"`` embeds up to
@@ -58,7 +59,7 @@ from .base import (
     pick_dtype,
     token_count,
 )
-from .clap_features import LogMel, check_supported, pad_window
+from .clap_features import LogMel, check_supported
 
 LONG_CLIP_MODES = ("center", "mean")
 
@@ -197,15 +198,13 @@ class ClapAudioEncoder(_ClapBase):
         else:
             starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
             windows = [wav[s:s + self.window] for s in starts]
+            if self.features_in_forward:  # float32 (exact here) halves the bytes to move
+                return {"waveform": self.log_mel.pad(windows, np.float32)}
             if self.fast_features:
-                dtype = np.float32 if self.features_in_forward else np.float64  # float32: half the bytes to move
-                padded = torch.from_numpy(np.stack([pad_window(w, fe, dtype) for w in windows]))
-                if self.features_in_forward:  # a tensor: from a worker it travels in shared memory
-                    return {"waveform": padded}
-                return {"input_features": self.log_mel(padded).numpy(),
-                        "is_longer": np.zeros((len(windows), 1), dtype=bool)}
-            feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="np")
-        return {"input_features": feats["input_features"].astype(np.float32),
+                feats = self.log_mel.features(windows)
+            else:
+                feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="np")
+        return {"input_features": feats["input_features"].astype(np.float32, copy=False),
                 "is_longer": np.asarray(feats["is_longer"], dtype=bool).reshape(-1, 1)}
 
     def collate(self, prepared: Sequence[dict]) -> dict[str, Any]:

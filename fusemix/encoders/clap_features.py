@@ -94,6 +94,7 @@ class LogMel:
 
     def __init__(self, fe: Any) -> None:
         check_supported(fe)
+        self.fe = fe
         self.n_fft, self.hop, self.length = int(fe.fft_window_size), int(fe.hop_length), int(fe.nb_max_samples)
         self.window = np.hanning(self.n_fft + 1)[:-1]  # periodic Hann: the extractor's window_function
         filters = np.asarray(fe.mel_filters_slaney, dtype=np.float64)
@@ -107,6 +108,15 @@ class LogMel:
             self._on[key] = (torch.from_numpy(self.window).to(device, dtype),
                              torch.from_numpy(self.mel).to(device, dtype))
         return self._on[key]
+
+    def pad(self, windows: list[np.ndarray], dtype: Any = np.float64) -> torch.Tensor:
+        """:func:`pad_window` of each window, stacked: the input of a call."""
+        return torch.from_numpy(np.stack([pad_window(w, self.fe, dtype) for w in windows]))
+
+    def features(self, windows: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Windows -> the extractor's output dict, computed here on the CPU (see :func:`clap_log_mel`)."""
+        return {"input_features": self(self.pad(windows)).numpy(),
+                "is_longer": np.zeros((len(windows), 1), dtype=bool)}
 
     def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
         width = self.length + 2 * (self.n_fft // 2)
@@ -132,10 +142,7 @@ def clap_log_mel(windows: list[np.ndarray], fe: Any) -> dict[str, np.ndarray]:
     Returns ``input_features`` float32 ``[n_windows, 1, frames, n_mels]`` and ``is_longer`` bool
     ``[n_windows, 1]`` (all False: no window is longer than ``nb_max_samples``), computed on the CPU.
     """
-    log_mel = LogMel(fe)
-    padded = torch.from_numpy(np.stack([pad_window(w, fe) for w in windows]))
-    return {"input_features": log_mel(padded).numpy(),
-            "is_longer": np.zeros((len(windows), 1), dtype=bool)}
+    return LogMel(fe).features(windows)
 
 
 __all__ = ["LogMel", "clap_log_mel", "check_supported", "compute_dtype", "pad_window", "PADDING_MODES"]
