@@ -215,3 +215,44 @@ def test_batches_in_flight_stay_near_eight_with_at_least_two_per_worker():
     assert _prefetch(0) is None  # no workers: DataLoader takes no prefetch_factor
     assert [w * _prefetch(w) for w in (1, 2, 4)] == [8, 8, 8]
     assert [_prefetch(w) for w in (3, 5, 15, 64)] == [3, 2, 2, 2]
+
+
+class SplitEncoder(FakeEncoder):
+    """FakeEncoder with the prepare/collate/forward split, batching in the workers; records where
+    each batch was collated."""
+
+    collate_in_workers = True
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.collated_in: list[int] = []
+
+    def prepare(self, x):
+        return x
+
+    def collate(self, xs):
+        import os
+
+        return {"values": list(xs), "pid": os.getpid()}
+
+    def forward(self, batch):
+        self.collated_in.append(batch["pid"])
+        return self.encode(batch["values"])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_collated_in_workers_keep_every_per_item_outcome(tmp_path, workers):
+    import os
+
+    enc = SplitEncoder(reject={5.0}, nan={7.0})
+    cache, _ = build(tmp_path, units(10, broken={2}), enc, num_workers=workers)
+    got = cache.load()
+    want = [i for i in range(10) if i not in (2, 5, 7)]
+    assert got.index.tolist() == want
+    assert torch.allclose(got.latents[:, 0], torch.tensor(want, dtype=torch.float32))
+    reasons = {pos: reason for pos, _, reason in got.failed}
+    assert set(reasons) == {2, 5, 7}
+    assert "decode" in reasons[2] and "rejected" in reasons[5] and "NaN" in reasons[7]
+    here = [pid == os.getpid() for pid in enc.collated_in]
+    # with workers, only the rejected batch [4, 5] is redone here, item by item, to find the culprit
+    assert sum(here) == (2 if workers else len(here)) and len(here) == 5 + 2
