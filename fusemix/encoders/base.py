@@ -5,7 +5,8 @@ latents. Work is split in three steps so the latent-cache stage can overlap deco
 
 - ``prepare(item)``: CPU-only, per item (decode, validate, crop, feature-extract). Safe to run in
   DataLoader workers. Bad input raises :class:`EncoderInputError` for that item alone.
-- ``collate(prepared)``: batch the prepared items.
+- ``collate(prepared)``: batch the prepared items; CPU-only too, and run in the workers when the
+  encoder's ``collate_in_workers`` is true (large prepared items: one shared batch per transfer).
 - ``forward(batch)``: run the frozen model on its device, return ``[B, *output_shape]`` float32 CPU.
 
 ``encode(items)`` chains the three for callers that just want latents. Encoders never train:
