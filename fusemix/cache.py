@@ -176,6 +176,7 @@ class _Collated:
 
     items: list[tuple[int, str | None]]
     batch: Any
+    rejected: bool = False  # collate raised ValueError: the main process redoes the items one by one
 
 
 class _CollateInWorkers:
@@ -191,8 +192,12 @@ class _CollateInWorkers:
         self.collate = collate
 
     def __call__(self, batch: list) -> _Collated:
+        items = [(pos, err) for pos, _, err in batch]
         good = [x for _, x, err in batch if err is None]
-        return _Collated([(pos, err) for pos, _, err in batch], self.collate(good) if good else None)
+        try:
+            return _Collated(items, self.collate(good) if good else None)
+        except ValueError:  # as a rejected forward: one of the items, found by redoing them one by one
+            return _Collated(items, None, rejected=True)
 
 
 WORKER_NICENESS = 19  # decoding workers run at the lowest CPU priority (see _worker_init)
@@ -274,22 +279,23 @@ def _finite_rows(out: torch.Tensor) -> list[tuple[torch.Tensor | None, str | Non
     return [(row, None) if ok else (None, "encoder produced NaN or inf") for row, ok in zip(out, finite.tolist())]
 
 
-def encode_collated(encoder: Any, n: int, batch: Any,
-                    redo: Callable[[], list[tuple[Any, str | None]]]) -> list[tuple[torch.Tensor | None, str | None]]:
+def encode_collated(encoder: Any, n: int, batch: Any, redo: Callable[[], list[tuple[Any, str | None]]],
+                    rejected: bool = False) -> list[tuple[torch.Tensor | None, str | None]]:
     """As :func:`encode_rows`, for ``n`` items already collated into ``batch`` (by a worker).
 
-    A ``ValueError`` on the batch cannot be traced to an item from the batch alone: ``redo()``
-    prepares the items again here, (item, None) or (None, reason) each, and they are encoded one
-    by one to find the culprit.
+    A ``ValueError`` on the batch (or a batch whose collation raised one: ``rejected``) cannot be
+    traced to an item from the batch alone: ``redo()`` prepares the items again here, (item, None)
+    or (None, reason) each, and they are encoded one by one to find the culprit.
     """
     if n == 0:
         return []
-    try:
-        with torch.inference_mode():
-            out = _as_tensor(encoder.forward(batch), n, encoder)
-    except ValueError:
-        return [(None, err) if err is not None else encode_rows(encoder, [x], prepared=True)[0] for x, err in redo()]
-    return _finite_rows(out)
+    if not rejected:
+        try:
+            with torch.inference_mode():
+                return _finite_rows(_as_tensor(encoder.forward(batch), n, encoder))
+        except ValueError:
+            pass
+    return [(None, err) if err is not None else encode_rows(encoder, [x], prepared=True)[0] for x, err in redo()]
 
 
 class LatentCache:
@@ -466,7 +472,7 @@ class LatentCache:
                     failed += [[pos, ids[pos], err] for pos, err in batch.items if err is not None]
                     good = [pos for pos, err in batch.items if err is None]
                     results = encode_collated(self.encoder, len(good), batch.batch,
-                                              lambda good=good: [dataset[pos][1:] for pos in good])
+                                              lambda good=good: [dataset[pos][1:] for pos in good], batch.rejected)
                 else:
                     failed += [[pos, ids[pos], err] for pos, _, err in batch if err is not None]
                     good = [pos for pos, _, err in batch if err is None]

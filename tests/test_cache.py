@@ -223,8 +223,9 @@ class SplitEncoder(FakeEncoder):
 
     collate_in_workers = True
 
-    def __init__(self, **kw):
+    def __init__(self, reject_in_collate=(), **kw):
         super().__init__(**kw)
+        self.reject_in_collate = set(reject_in_collate)
         self.collated_in: list[int] = []
 
     def prepare(self, x):
@@ -233,6 +234,8 @@ class SplitEncoder(FakeEncoder):
     def collate(self, xs):
         import os
 
+        if any(x in self.reject_in_collate for x in xs):
+            raise ValueError("cannot batch this input")
         return {"values": list(xs), "pid": os.getpid()}
 
     def forward(self, batch):
@@ -244,15 +247,17 @@ class SplitEncoder(FakeEncoder):
 def test_batches_collated_in_workers_keep_every_per_item_outcome(tmp_path, workers):
     import os
 
-    enc = SplitEncoder(reject={5.0}, nan={7.0})
+    enc = SplitEncoder(reject={5.0}, nan={7.0}, reject_in_collate={8.0})
     cache, _ = build(tmp_path, units(10, broken={2}), enc, num_workers=workers)
     got = cache.load()
-    want = [i for i in range(10) if i not in (2, 5, 7)]
+    want = [i for i in range(10) if i not in (2, 5, 7, 8)]
     assert got.index.tolist() == want
     assert torch.allclose(got.latents[:, 0], torch.tensor(want, dtype=torch.float32))
     reasons = {pos: reason for pos, _, reason in got.failed}
-    assert set(reasons) == {2, 5, 7}
+    assert set(reasons) == {2, 5, 7, 8}
     assert "decode" in reasons[2] and "rejected" in reasons[5] and "NaN" in reasons[7]
+    assert "cannot batch" in reasons[8]
     here = [pid == os.getpid() for pid in enc.collated_in]
-    # with workers, only the rejected batch [4, 5] is redone here, item by item, to find the culprit
-    assert sum(here) == (2 if workers else len(here)) and len(here) == 5 + 2
+    # batches [0,1] [2,3] [4,5] [6,7] reach forward, [8,9] fails to collate; the rejected [4, 5] and
+    # [8, 9] are redone here, item by item (8 alone fails to collate again, never reaching forward)
+    assert len(here) == 4 + 2 + 1 and sum(here) == (3 if workers else len(here))
