@@ -185,7 +185,7 @@ class _CollateInWorkers:
     For encoders that ask for it (``collate_in_workers``): where prepared items are large (a GPU
     CLAP model's padded waveforms, 1.9 MB per 10 s clip) the main process would otherwise receive
     every item and copy it again into a batch; one tensor per batch costs it 0.35 instead of about
-    1.3 ms of CPU per clip (measured with 2 workers), and at GPU rates the main process is the bound.
+    1.3 ms of CPU per clip (measured with 2 workers), which at GPU rates could bound the stage.
     """
 
     def __init__(self, collate: Callable[[list], Any]) -> None:
