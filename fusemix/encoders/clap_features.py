@@ -61,8 +61,9 @@ def pad_window(wav: np.ndarray, fe: Any, dtype: Any = np.float64) -> np.ndarray:
     zeros; ``repeat``: repeats cut at the length; ``pad``: zeros), then reflected by half the FFT
     window at each end so that STFT frame t is centred on sample t * hop (the extractor's
     ``center=True``). Only copies: float32 input loses nothing in either dtype (float64 is the
-    extractor's; float32 halves what a GPU path moves). One pass here instead of three in torch
-    (pad, reflect, convert) saves ~1.5 ms per 10 s window on a CPU.
+    extractor's; float32 halves what a GPU path moves). One pass here instead of three in torch:
+    torch's reflection pad and dtype copy took 0.8 and 0.4 ms of a 10 s window's log-mel on a CPU
+    (profiler, one thread).
     """
     wav = np.asarray(wav)
     length, half, n = int(fe.nb_max_samples), int(fe.fft_window_size) // 2, len(wav)
