@@ -1,9 +1,12 @@
 """Clips/s of the whole extraction stage vs. the encoder's forward alone, measured in one run.
 
 Baseline: the CLAP audio encoder's ``forward(collate(batch))`` over batches whose items went
-through ``prepare`` beforehand (decoded, mixed down, resampled to 48 kHz, cut and padded to 10 s
-windows), i.e. the model-bound rate; the forward includes the log-mel spectrogram, computed on the
-model's device (``fusemix.encoders.clap_features``). Stage: ``fusemix.cache.LatentCache.build`` over
+through ``prepare`` beforehand, i.e. the model-bound rate. With the model on an accelerator,
+``prepare`` decodes, mixes down and cuts 10 s windows at the file's rate, and the forward resamples
+them to 48 kHz, pads them and computes the log-mel on the device (``fusemix.device_resample``,
+``fusemix.encoders.clap_features``); with the model on the CPU all of that but the model is in
+``prepare``. ``--split accelerator`` times the accelerator's split with the model on the CPU, so
+that its CPU side (the "prepare alone" line) can be measured on a machine without a GPU. Stage: ``fusemix.cache.LatentCache.build`` over
 the same clips on disk, starting from the files: ``prepare`` in DataLoader workers, forward in the
 main process, shard writes, checksums and manifest updates. Ratio = stage / baseline (goal >= 0.9:
 decoding is hidden behind compute), read from the median over ``--repeats`` interleaved rounds of
@@ -90,6 +93,30 @@ def time_forward(enc, prepared: list, batch_size: int) -> float:
     return len(prepared) / (time.perf_counter() - start)
 
 
+def time_device_front(enc, prepared: list, batch_size: int) -> dict[str, float]:
+    """clips/s of the forward's work before the model, on the model's device: resampling alone in
+    float64 (fusemix's choice) and float32, and resampling + padding + log-mel (accelerator split)."""
+    from fusemix.device_resample import DeviceResampler
+    from fusemix.encoders.clap_features import pad_windows
+
+    batches = [enc.collate(prepared[i:i + batch_size]) for i in range(0, len(prepared), batch_size)]
+    batches = [(b["audio"].to(enc.device), b["table"]) for b in batches]
+    fe = enc.bundle.feature_extractor
+    runs = {"resample float64": (DeviceResampler(enc.sample_rate, enc.window, torch.float64), False),
+            "resample float32": (DeviceResampler(enc.sample_rate, enc.window, torch.float32), False),
+            "resample+pad+log-mel": (enc.resampler, True)}
+    rates = {}
+    for name, (resampler, features) in runs.items():
+        for timed in (False, True):  # a warm-up pass builds filter banks and kernels
+            start = time.perf_counter()
+            for audio, table in batches:
+                body, lengths = resampler(audio, table)
+                out = enc.log_mel(pad_windows(body, lengths, fe)) if features else body
+            float(out.sum())  # waits for the device
+        rates[name] = len(prepared) / (time.perf_counter() - start)
+    return rates
+
+
 def time_stage(enc, source, root: Path, batch_size: int, num_workers: int, shard_size: int, run: int) -> float:
     units = Units(list(source.ids), f"{source.items_fingerprint()}:bench{run}", RawItemLoader(source), "audio")
     cache = LatentCache(root, units, enc, shard_size=shard_size)
@@ -115,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-workers", default="2", help="comma-separated list, each measured")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default=None, help="encoder device (default: cuda if available)")
+    p.add_argument("--split", choices=("auto", "accelerator"), default="auto",
+                   help="auto: the device's own split; accelerator: resampling and log-mel in forward")
     args = p.parse_args(argv)
     workers = [int(w) for w in args.num_workers.split(",")]
 
@@ -122,9 +151,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_s)
         model = build_model(args, tmp)
         enc = load_encoder("clap-audio", model, device=args.device)
+        if args.split == "accelerator":
+            enc.features_in_forward = enc.fast_features
         source = open_folder(synth_clips(tmp / "clips", args.clips, args.seconds, args.source_sr, args.channels))
         print(f"model: {model}{' (random full-size)' if args.full_size_random else ''}; device {enc.device}, "
-              f"{enc.dtype}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
+              f"{enc.dtype}; resampling and log-mel in {'forward' if enc.features_in_forward else 'prepare'}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
         print(f"data: {args.clips} clips x {args.seconds:g} s, {args.source_sr} Hz, {args.channels} ch WAV; "
               f"batch {args.batch_size}")
 
@@ -139,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
             prepared = [enc.prepare(source.item(i)) for i in range(len(source))]
             best["prepare"] = max(best.get("prepare", 0.0), len(prepared) / (time.perf_counter() - start))
             forward = time_forward(enc, prepared, args.batch_size)
+            if enc.features_in_forward:
+                for name, rate in time_device_front(enc, prepared, args.batch_size).items():
+                    best[name] = max(best.get(name, 0.0), rate)
             del prepared
             best["forward"] = max(best.get("forward", 0.0), forward)
             for w in workers:
@@ -151,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"decode+prepare alone, 1 process: {prep_rate:8.1f} clips/s   ({1e3 / prep_rate:.1f} ms per clip)")
         print(f"forward alone (pre-decoded):     {forward:8.1f} clips/s   <- baseline")
         print(f"prepare then forward, no overlap:{serial:8.1f} clips/s   (computed: the rate without overlap)")
+        for name in ("resample float64", "resample float32", "resample+pad+log-mel"):
+            if name in best:
+                print(f"  forward part: {name:18s}{best[name]:8.1f} clips/s   "
+                      f"({100 * forward / best[name]:.0f}% of the forward's time)")
         for w in workers:
             stage = best[f"w{w}"]
             ceiling = f"; CPU-side ceiling {w * prep_rate:.0f} clips/s" if w else ""

@@ -247,6 +247,19 @@ def is_silent(samples: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
     return peak <= 10 ** (threshold_db / 20)
 
 
+def resampled_length(frames: int, sr: int, target_sr: int) -> int:
+    """Samples :func:`load_audio` returns for ``frames`` samples at ``sr``: soxr's rule, the nearest
+    whole number of ``target_sr`` samples (halves round up)."""
+    return (2 * frames * target_sr + sr) // (2 * sr)
+
+
+def resample(mono: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """float32 mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality), clipped to [-1, 1]."""
+    if sr != target_sr:
+        mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+    return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
+
+
 def load_audio(
     source: AudioSource,
     target_sr: int = 48_000,
@@ -266,6 +279,27 @@ def load_audio(
     decoding, ``max_bytes`` before reading. Raises :class:`AudioError` for unusable audio.
     """
     target_sr = _check_rate(target_sr, "target_sr")
+    mono, sr = decode_audio(source, source_sr=source_sr, max_seconds=max_seconds,
+                            min_seconds=min_seconds, max_bytes=max_bytes)
+    mono = resample(mono, sr, target_sr)
+    if reject_silent and is_silent(mono):
+        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({_describe(source)})")
+    return mono
+
+
+def decode_audio(
+    source: AudioSource,
+    *,
+    source_sr: int | None = None,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> tuple[np.ndarray, int]:
+    """:func:`load_audio` before resampling: ``(float32 mono samples, their sample rate)``.
+
+    The same checks and errors; samples are not clipped yet and may share memory with an array
+    source (copy before writing to them). For callers that resample elsewhere (on a GPU).
+    """
     _check_limits(min_seconds, max_seconds, max_bytes)
     name = _describe(source)
     arr = _array_source(source, source_sr)
@@ -331,10 +365,4 @@ def load_audio(
     duration = mono.shape[0] / sr
     if duration < min_seconds:
         raise AudioError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
-    mono = np.ascontiguousarray(mono, dtype=np.float32)
-    if sr != target_sr:
-        mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
-    mono = np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
-    if reject_silent and is_silent(mono):
-        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({name})")
-    return mono
+    return np.ascontiguousarray(mono, dtype=np.float32), sr

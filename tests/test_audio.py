@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fusemix.audio import AudioError, is_silent, load_audio, probe_audio
+from fusemix.audio import AudioError, decode_audio, is_silent, load_audio, probe_audio, resampled_length
 
 
 def tone(sr: int, seconds: float = 0.5, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
@@ -36,6 +36,17 @@ def test_rates_are_resampled_keeping_pitch_and_length(tmp_path, sr):
     assert abs(len(y) - 24000) <= 2
     assert abs(dominant_freq(y, 48000) - 1000.0) < 5
     assert 0.45 < np.abs(y).max() <= 0.55
+
+
+@pytest.mark.parametrize("sr", [8000, 32000, 44100, 44101, 192000])
+def test_decode_audio_is_load_audio_before_resampling(sr):
+    """decode_audio keeps the file's rate; resampled_length predicts load_audio's length."""
+    data = encoded(np.stack([tone(sr, 0.7), 0.5 * tone(sr, 0.7)], axis=1), sr, subtype="FLOAT")
+    mono, rate = decode_audio(data)
+    assert rate == sr and mono.dtype == np.float32 and len(mono) == int(sr * 0.7)
+    np.testing.assert_array_equal(mono, 0.75 * tone(sr, 0.7))
+    for n in (1, 2, 3, 999, len(mono)):
+        assert len(load_audio(mono[:n], 48000, source_sr=sr, min_seconds=0)) == resampled_length(n, sr, 48000)
 
 
 def test_six_channels_are_averaged(tmp_path):

@@ -29,7 +29,8 @@ def test_gpu_check_runs_every_step_and_reports_figures(tmp_path):
         assert figures[key] > 0, key
 
     extract = (tmp_path / "extract_throughput.txt").read_text()
-    assert "forward alone" in extract
+    assert "forward alone" in extract and "resampling and log-mel in forward" in extract
+    assert extract.count("forward part: resample") == 3  # float64, float32, and with pad + log-mel
     assert extract.count("whole stage, num_workers=") == 2  # 0 and 1 workers, each a measured ratio
     assert "ratio" in extract
 

@@ -13,9 +13,12 @@ The feature extractor's mode follows the checkpoint's ``enable_fusion``: unfused
 ``truncation="rand_trunc"`` (the "fusion" default makes 4-channel input they cannot take).
 For those the log-mel spectrogram is fusemix's own (:mod:`fusemix.encoders.clap_features`: the
 extractor's values from ``torch.stft``; a 10 s window on one core ~6 ms, the extractor ~20 ms).
-With the model on an accelerator it is computed per batch on the device in ``forward``, so that
-``prepare`` (DataLoader workers) only decodes, resamples and pads, and the CPU side keeps up with
-the GPU; with the model on the CPU it stays in ``prepare``. Configurations it does not reproduce
+With the model on an accelerator it is computed per batch on the device in ``forward``, after
+resampling and padding there too (:mod:`fusemix.device_resample`), so that ``prepare`` (DataLoader
+workers) only decodes and cuts windows at the file's own rate and the CPU side keeps up with the
+GPU; with the model on the CPU all of it stays in ``prepare`` (soxr resampling). The two paths
+differ only by resampler (julius on the device: log-mel within ~0.003 dB on average for 32 kHz and
+up; lower rates are resampled with soxr on the CPU in both). Configurations it does not reproduce
 keep the extractor.
 
 Clips longer than the model's window (10 s) are handled deterministically, never by a random
@@ -41,8 +44,12 @@ from fusemix.audio import (
     DEFAULT_MAX_SECONDS,
     DEFAULT_MIN_SECONDS,
     AudioError,
+    decode_audio,
     load_audio,
+    resample,
+    resampled_length,
 )
+from fusemix.device_resample import DeviceResampler, collate_windows, cut_windows, resamples_on_device
 
 from ..checkpoint import from_pretrained_safetensors
 from .base import (
@@ -59,7 +66,7 @@ from .base import (
     pick_dtype,
     token_count,
 )
-from .clap_features import LogMel, check_supported
+from .clap_features import LogMel, check_supported, pad_windows
 
 LONG_CLIP_MODES = ("center", "mean")
 
@@ -172,8 +179,10 @@ class ClapAudioEncoder(_ClapBase):
         self.max_windows = max_windows
         self.fast_features = self.long_clip != "fusion" and _reproducible(fe)
         self.log_mel = LogMel(fe) if self.fast_features else None
-        # Where the log-mel runs: on an accelerator, in forward (the GPU does it almost for free and
-        # the CPU side, the bound at GPU rates, only decodes); on the CPU, in prepare, so that
+        self.resampler = DeviceResampler(self.sample_rate, self.window) if self.fast_features else None
+        # Where the log-mel runs: on an accelerator, in forward with the resampling (the GPU does
+        # both almost for free and the CPU side, the bound at GPU rates, only decodes and cuts
+        # windows: fusemix.device_resample); on the CPU, in prepare, so that
         # DataLoader workers compute it in the idle time the forward leaves (in the forward it
         # lengthens every batch: full-size CLAP, 2 cores, 2 workers, stage/forward median 0.88 with
         # the log-mel in forward, 0.92 and 0.96 with it in prepare).
@@ -182,18 +191,21 @@ class ClapAudioEncoder(_ClapBase):
 
     @property
     def collate_in_workers(self) -> bool:
-        """Batch padded waveforms where they were prepared (see ``fusemix.cache._CollateInWorkers``)."""
+        """Batch the windows' samples where they were cut (see ``fusemix.cache._CollateInWorkers``)."""
         return self.features_in_forward
 
     def prepare(self, item: Any) -> dict[str, Any]:
-        """Decode to mono at the extractor's rate, pick windows and pad them; then either the
-        log-mel features (CPU model) or the padded waveforms ``{"waveform"}`` for ``forward``.
+        """Decode to mono and pick windows; then either their log-mel features (CPU model) or, for
+        ``forward`` on an accelerator, the source samples they need at the file's own rate
+        (:func:`fusemix.device_resample.cut_windows`: ``{"audio", "table"}``).
 
-        Waveforms are torch tensors, not numpy arrays, and are batched in the DataLoader workers
+        Samples are torch tensors, not numpy arrays, and are batched in the DataLoader workers
         (``collate_in_workers``): a tensor travels through shared memory, an array is pickled
         through a pipe (main-process CPU per 10 s clip, measured: 0.35 ms for a batched tensor,
         3.0-3.6 ms for arrays, which would cap a GPU encoder's stage near 300 clips/s)."""
         try:
+            if self.features_in_forward:
+                return self._cut(item)
             wav = load_audio(item, self.sample_rate, source_sr=self.sample_rate, **self.limits)
         except AudioError as exc:
             raise EncoderInputError(str(exc)) from exc
@@ -204,8 +216,6 @@ class ClapAudioEncoder(_ClapBase):
         else:
             starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
             windows = [wav[s:s + self.window] for s in starts]
-            if self.features_in_forward:  # float32 (exact here) halves the bytes to move
-                return {"waveform": self.log_mel.pad(windows, np.float32)}
             if self.fast_features:
                 feats = self.log_mel.features(windows)
             else:
@@ -213,22 +223,39 @@ class ClapAudioEncoder(_ClapBase):
         return {"input_features": feats["input_features"].astype(np.float32, copy=False),
                 "is_longer": np.asarray(feats["is_longer"], dtype=bool).reshape(-1, 1)}
 
+    def _cut(self, item: Any) -> dict[str, Any]:
+        """The windows :meth:`prepare` would pick, as source samples for the device to resample."""
+        mono, sr = decode_audio(item, source_sr=self.sample_rate, **self.limits)
+        if not resamples_on_device(sr, self.sample_rate, self.bundle.feature_extractor.frequency_max):
+            mono, sr = resample(mono, sr, self.sample_rate), self.sample_rate
+        starts = window_starts(resampled_length(len(mono), sr, self.sample_rate), self.window,
+                               self.long_clip, self.max_windows)
+        return cut_windows(mono, sr, self.sample_rate, starts, self.window)
+
     def collate(self, prepared: Sequence[dict]) -> dict[str, Any]:
         keys = {tuple(sorted(p)) for p in prepared}
         if len(keys) != 1:
             raise RuntimeError(f"prepared items of different kinds in one batch: {sorted(keys)}")
+        if "table" in prepared[0]:
+            return collate_windows(prepared)
         # numpy, not torch.cat: single-threaded, so it never spins against busy decoding workers
         # (torch.cat of shared-memory waveforms on 2 threads: 2.8 vs 0.7 ms per 10 s clip).
         batch = {k: torch.from_numpy(np.concatenate([np.asarray(p[k]) for p in prepared])) for k in prepared[0]}
-        batch["counts"] = [len(p["waveform"] if "waveform" in p else p["input_features"]) for p in prepared]
+        batch["counts"] = [len(p["input_features"]) for p in prepared]
         return batch
+
+    def features_on_device(self, batch: dict) -> torch.Tensor:
+        """Log-mel features ``[N, 1, frames, mels]`` of a collated ``{"audio", "table"}`` batch,
+        resampled, padded and transformed on the model's device."""
+        if self.log_mel is None:
+            raise RuntimeError("audio batches need the reproduced log-mel (fast_features)")
+        body, lengths = self.resampler(batch["audio"].to(self.device), batch["table"])
+        return self.log_mel(pad_windows(body, lengths, self.bundle.feature_extractor))
 
     def _forward(self, batch: dict) -> torch.Tensor:
         model = self.bundle.model
-        if "waveform" in batch:  # the log-mel runs here, on the model's device
-            if self.log_mel is None:
-                raise RuntimeError("waveform batches need the reproduced log-mel (fast_features)")
-            features = self.log_mel(batch["waveform"].to(self.device))
+        if "audio" in batch:  # resampling and log-mel run here, on the model's device
+            features = self.features_on_device(batch)
             is_longer = torch.zeros(len(features), 1, dtype=torch.bool, device=self.device)
         else:
             features, is_longer = batch["input_features"], batch["is_longer"].to(self.device)
@@ -242,7 +269,11 @@ class ClapAudioEncoder(_ClapBase):
         return torch.nn.functional.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
 
     def extra_description(self) -> dict:
-        return {"sample_rate": self.sample_rate, "window_samples": self.window,
+        # The resampler is part of what made a latent (julius and soxr differ slightly), so caches
+        # made on a GPU and on a CPU never mix. "julius-device/soxr-hq": julius on the model's device
+        # where its pass band clears the mel range (device_resample.resamples_on_device), else soxr.
+        resampler = "julius-device/soxr-hq" if self.features_in_forward else "soxr-hq"
+        return {"sample_rate": self.sample_rate, "window_samples": self.window, "resampler": resampler,
                 "long_clip": self.long_clip, "max_windows": self.max_windows,
                 "enable_fusion": self.bundle.enable_fusion, "normalized": True}
 

@@ -80,6 +80,27 @@ def pad_window(wav: np.ndarray, fe: Any, dtype: Any = np.float64) -> np.ndarray:
     return out
 
 
+def pad_windows(body: torch.Tensor, lengths: torch.Tensor, fe: Any) -> torch.Tensor:
+    """:func:`pad_window` for a batch, in torch on the batch's device.
+
+    ``body[i, :lengths[i]]`` is window i (``body`` ``[N, nb_max_samples]``, the rest ignored);
+    returns ``[N, nb_max_samples + n_fft]`` in ``body``'s dtype, each row padded by ``fe.padding``
+    and reflected as :func:`pad_window` does it (tests hold the two equal).
+    """
+    length, half = int(fe.nb_max_samples), int(fe.fft_window_size) // 2
+    if body.ndim != 2 or body.shape[1] != length or lengths.shape != (len(body),):
+        raise ValueError(f"expected body [N, {length}] and lengths [N], got {tuple(body.shape)} "
+                         f"and {tuple(lengths.shape)}")
+    n = lengths.to(body.device, torch.int64)[:, None]
+    if len(n) and not bool(((n >= 1) & (n <= length)).all()):
+        raise ValueError(f"window lengths must be in 1..{length}, got {lengths.tolist()}")
+    pos = torch.arange(length, device=body.device)[None]
+    copies = torch.ones_like(n) if fe.padding == "pad" else length // n
+    keep = pos < copies * n if fe.padding != "repeat" else torch.ones_like(pos, dtype=torch.bool)
+    padded = torch.where(keep, body.gather(1, (pos % n).expand(len(n), -1)), 0.0)
+    return torch.nn.functional.pad(padded[:, None], (half, half), mode="reflect")[:, 0]
+
+
 def compute_dtype(device: torch.device | str) -> torch.dtype:
     """float64 (the extractor's precision) where the device has it, else float32 (e.g. Apple MPS)."""
     return torch.float64 if torch.device(device).type in ("cpu", "cuda") else torch.float32
@@ -146,4 +167,5 @@ def clap_log_mel(windows: list[np.ndarray], fe: Any) -> dict[str, np.ndarray]:
     return LogMel(fe).features(windows)
 
 
-__all__ = ["LogMel", "clap_log_mel", "check_supported", "compute_dtype", "pad_window", "PADDING_MODES"]
+__all__ = ["LogMel", "clap_log_mel", "check_supported", "compute_dtype", "pad_window", "pad_windows",
+           "PADDING_MODES"]
