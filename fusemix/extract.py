@@ -208,12 +208,16 @@ def default_num_workers() -> int:
     """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
 
     Why all of them: at a GPU encoder's rate the CPU side is the bound (decoding and resampling a
-    10 s clip takes 6-9 ms of one core; the GPU embeds it in far less), so every spare core should
+    10 s clip takes 2-3 ms of one core for a GPU encoder, 14-15 ms for a CPU one; the GPU embeds it in far less), so every spare core should
     decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
     Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
-    (``LOCAL_WORLD_SIZE``).
+    (``LOCAL_WORLD_SIZE``). Cores are counted by ``joblib.cpu_count``: those this process may run
+    on (affinity) and no more than a container's CPU quota (cgroups), which ``os.cpu_count`` and
+    affinity alone do not see (a container limited to 2 CPUs on a 16-core host would start 15).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    import joblib
+
+    cores = joblib.cpu_count()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:

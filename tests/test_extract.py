@@ -319,12 +319,17 @@ def test_two_processes_give_the_same_latents_as_one(audiofolder, tmp_path, tiny_
         assert not list(cache_dir.glob("progress-rank*.json"))
 
 
-@pytest.mark.parametrize("cores, local, expected", [(16, None, 15), (16, "4", 3), (16, "8", 2), (2, None, 2),
-                                                    (1, None, 2), (16, "not a number", 15)])
-def test_default_workers_use_the_cores_beside_each_process(monkeypatch, cores, local, expected):
+@pytest.mark.parametrize("cores, local, limit, expected", [
+    (16, None, None, 15), (16, "4", None, 3), (16, "8", None, 2), (2, None, None, 2), (1, None, None, 2),
+    (16, "not a number", None, 15),
+    (16, None, "4", 3),  # a CPU limit joblib sees (as a container's cgroup quota) caps the cores
+])
+def test_default_workers_use_the_cores_beside_each_process(monkeypatch, cores, local, limit, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _: set(range(cores)), raising=False)
-    if local is None:
-        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    else:
-        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    for name, value in (("LOCAL_WORLD_SIZE", local), ("LOKY_MAX_CPU_COUNT", limit)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     assert default_num_workers() == expected
