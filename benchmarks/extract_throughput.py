@@ -6,10 +6,11 @@ through ``prepare`` beforehand, i.e. the model-bound rate. With the model on an 
 them to 48 kHz, pads them and computes the log-mel on the device (``fusemix.device_resample``,
 ``fusemix.encoders.clap_features``); with the model on the CPU all of that but the model is in
 ``prepare``. ``--split accelerator`` times the accelerator's split with the model on the CPU, so
-that its CPU side (the "prepare alone" line) can be measured on a machine without a GPU. Stage: ``fusemix.cache.LatentCache.build`` over
-the same clips on disk, starting from the files: ``prepare`` in DataLoader workers, forward in the
-main process, shard writes, checksums and manifest updates. Ratio = stage / baseline (goal >= 0.9:
-decoding is hidden behind compute), read from the median over ``--repeats`` interleaved rounds of
+that its CPU side (the "prepare alone" line) can be measured on a machine without a GPU. With the
+accelerator's split, the forward's parts before the model are also timed alone ("forward part").
+Stage: ``fusemix.cache.LatentCache.build`` over the same clips on disk, starting from the files:
+``prepare`` in DataLoader workers, forward in the main process, shard writes, checksums and
+manifest updates. Ratio = stage / baseline (goal >= 0.9: decoding is hidden behind compute), read from the median over ``--repeats`` interleaved rounds of
 each round's stage vs. that round's forward; best-of-rounds figures are printed as well. Also
 printed: the stage vs. the no-overlap rate 1 / (1/prepare + 1/forward), which shows the machinery's
 own overhead (about 1.0 with ``num_workers=0``) and the gain from overlap (above 1.0 with workers),
@@ -107,7 +108,7 @@ def time_device_front(enc, prepared: list, batch_size: int) -> dict[str, float]:
             "resample+pad+log-mel": (enc.resampler, True)}
     rates = {}
     for name, (resampler, features) in runs.items():
-        for timed in (False, True):  # a warm-up pass builds filter banks and kernels
+        for _ in range(2):  # the first pass warms up (filter banks, kernels); the second is timed
             start = time.perf_counter()
             for audio, table in batches:
                 body, lengths = resampler(audio, table)

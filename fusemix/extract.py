@@ -207,9 +207,9 @@ def _build(units: Units, encoder: Any, cache_root: Path, opts: dict[str, Any]) -
 def default_num_workers() -> int:
     """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
 
-    Why all of them: at a GPU encoder's rate the CPU side is the bound (decoding and resampling a
-    10 s clip takes 2-3 ms of one core for a GPU encoder, 14-15 ms for a CPU one; the GPU embeds it in far less), so every spare core should
-    decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
+    Why all of them: at a GPU encoder's rate the CPU side is the bound (a worker decodes and cuts a
+    10 s clip for a GPU encoder in 2-3 ms of one core; the GPU embeds it in far less), so every
+    spare core should decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
     Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
     (``LOCAL_WORLD_SIZE``). Cores are counted by ``joblib.cpu_count``: those this process may run
     on (affinity) and no more than a container's CPU quota (cgroups), which ``os.cpu_count`` and

@@ -7,7 +7,9 @@ decode, resample and extract features as fast as the GPU embeds), so the work is
 own CLAP model splits it (its spectrogram layers are part of the model):
 
 - :func:`pad_window`, per clip on the CPU: the extractor's padding of a window to
-  ``nb_max_samples`` (``repeatpad``, ``repeat`` or ``pad``) and its centring reflection, a copy.
+  ``nb_max_samples`` (``repeatpad``, ``repeat`` or ``pad``) and its centring reflection, a copy;
+  :func:`pad_windows`, the same for a batch in torch, where the model is on an accelerator (the
+  windows were resampled there: :mod:`fusemix.device_resample`).
 - :class:`LogMel`, per batch on the tensors' device: ``torch.stft`` with the extractor's periodic
   Hann window, then its Slaney mel matrix and dB, in float64 like the extractor where the device has
   float64 (CPU, CUDA).
@@ -54,22 +56,21 @@ def check_supported(fe: Any) -> None:
         raise ValueError(f"nb_max_samples {fe.nb_max_samples} must exceed half the FFT window")
 
 
-def pad_window(wav: np.ndarray, fe: Any, dtype: Any = np.float64) -> np.ndarray:
-    """A mono window of 1..``nb_max_samples`` samples, padded and centred as ``fe`` does it.
+def pad_window(wav: np.ndarray, fe: Any) -> np.ndarray:
+    """A mono window of 1..``nb_max_samples`` samples, padded and centred as ``fe`` does it (float64).
 
     The window is padded to ``nb_max_samples`` by ``fe.padding`` (``repeatpad``: whole repeats, then
     zeros; ``repeat``: repeats cut at the length; ``pad``: zeros), then reflected by half the FFT
     window at each end so that STFT frame t is centred on sample t * hop (the extractor's
-    ``center=True``). Only copies: float32 input loses nothing in either dtype (float64 is the
-    extractor's; float32 halves what a GPU path moves). One pass here instead of three in torch:
-    torch's reflection pad and dtype copy took 0.8 and 0.4 ms of a 10 s window's log-mel on a CPU
-    (profiler, one thread).
+    ``center=True``). One pass here instead of three in torch: torch's reflection pad and dtype copy
+    took 0.8 and 0.4 ms of a 10 s window's log-mel on a CPU (profiler, one thread).
+    :func:`pad_windows` does the same for a batch on a device.
     """
     wav = np.asarray(wav)
     length, half, n = int(fe.nb_max_samples), int(fe.fft_window_size) // 2, len(wav)
     if wav.ndim != 1 or not 0 < n <= length:
         raise ValueError(f"window must be mono with 1..{length} samples, got shape {wav.shape}")
-    out = np.empty(length + 2 * half, dtype)
+    out = np.empty(length + 2 * half, np.float64)
     body = out[half:half + length]
     copies = 1 if fe.padding == "pad" else length // n
     body[:copies * n].reshape(copies, n)[:] = wav
@@ -131,9 +132,9 @@ class LogMel:
                              torch.from_numpy(self.mel).to(device, dtype))
         return self._on[key]
 
-    def pad(self, windows: list[np.ndarray], dtype: Any = np.float64) -> torch.Tensor:
+    def pad(self, windows: list[np.ndarray]) -> torch.Tensor:
         """:func:`pad_window` of each window, stacked: the input of a call."""
-        return torch.from_numpy(np.stack([pad_window(w, self.fe, dtype) for w in windows]))
+        return torch.from_numpy(np.stack([pad_window(w, self.fe) for w in windows]))
 
     def features(self, windows: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Windows -> the extractor's output dict, computed here on the CPU (see :func:`clap_log_mel`)."""
