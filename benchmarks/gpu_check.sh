@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the open performance goals, as one device call (a lent H200 gives a session
 # 15 minutes in all; this takes about 5 once the machine is up):
-#   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA, skipped on CPU machines);
+#   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA; CLAP extraction on the GPU with pinned
+#      batches; skipped on CPU machines), with the CLAP feature tests around them;
 #   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 and TF32 vs fp32;
 #   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 4/8/15
 #      decoding workers (the machine has 16 cores): whole stage vs forward alone (goal >= 0.9), and
@@ -43,7 +44,7 @@ step() {  # name, command...: run one check, keep its log, remember a failure, g
   "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())";
   nproc; df -h /dev/shm 2>/dev/null || echo "no /dev/shm"; } | tee "$out/machine.txt"  # workers pass batches through /dev/shm
 
-step cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/test_dropout.py
+step cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/test_dropout.py tests/test_clap_features.py
 if [ -n "$quick" ]; then
   step train_throughput "$py" benchmarks/train_throughput.py --quick
   step extract_throughput "$py" benchmarks/extract_throughput.py --clips 8 --seconds 2 --num-workers 0,1 --repeats 1 \

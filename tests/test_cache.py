@@ -261,3 +261,27 @@ def test_batches_collated_in_workers_keep_every_per_item_outcome(tmp_path, worke
     # batches [0,1] [2,3] [4,5] [6,7] reach forward, [8,9] fails to collate; the rejected [4, 5] and
     # [8, 9] are redone here, item by item (8 alone fails to collate again, never reaching forward)
     assert len(here) == 4 + 2 + 1 and sum(here) == (3 if workers else len(here))
+
+
+def test_collated_batches_pin_their_tensors_and_keep_everything_else(monkeypatch):
+    """What the DataLoader's pinning thread calls (CUDA encoders): tensors page-locked, the rest
+    (per-item outcomes, non-tensor fields) as they were. Page-locking itself needs CUDA; here a
+    copy stands in for it (tests/test_clap_features.py checks the real thing on a GPU)."""
+    from fusemix.cache import _Collated, _on_cuda
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(t) or t.clone())
+    audio = torch.arange(6.0)
+    batch = _Collated([(0, None), (1, "bad")], {"audio": audio, "counts": [1, 2], "table": torch.ones(2, 5)})
+    got = batch.pin_memory()
+    assert got.items == batch.items and got.rejected is False and got.batch["counts"] == [1, 2]
+    assert torch.equal(got.batch["audio"], audio) and got.batch["audio"] is not audio
+    assert [tuple(t.shape) for t in pinned] == [(6,), (2, 5)]
+    empty = _Collated([(0, "bad")], None, rejected=True)
+    assert empty.pin_memory() is empty
+
+    class OnDevice:
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+    assert _on_cuda(OnDevice("cuda:1")) and not _on_cuda(OnDevice("cpu")) and not _on_cuda(FakeEncoder())

@@ -225,3 +225,44 @@ def test_cut_windows_cross_from_decoding_workers_to_the_forward(tiny_clap, tmp_p
     torch.testing.assert_close(got.latents, alone.latents, atol=1e-6, rtol=0)
     # The tiny random model barely reacts to the resamplers' ~0.003 dB (measured: 4e-6).
     torch.testing.assert_close(got.latents, ref.latents, atol=1e-4, rtol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh)")
+def test_cuda_split_gets_pinned_batches_and_the_cpu_splits_latents(tiny_clap, tmp_path, monkeypatch):
+    """On a GPU: workers cut, batches arrive page-locked, resampling and log-mel run on the GPU,
+    and the latents are those of the same model fed the CPU split's features (up to the resampler
+    and TF32 convolutions: loose tolerance; test_device_resample.py checks the windows closely)."""
+    from fusemix.cache import LatentCache, SingleProcess, Units
+    from fusemix.encoders.clap import ClapAudioEncoder
+    from fusemix.extract import RawItemLoader
+    from fusemix.pairs import open_folder
+
+    rng = np.random.default_rng(4)
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i, (seconds, sr) in enumerate([(0.5, 44100), (3.0, 48000), (12.0, 44100), (1.0, 16000)]):
+        sf.write(clips / f"c{i}.wav", 0.2 * rng.standard_normal((int(sr * seconds), 2)), sr, subtype="PCM_16")
+    (clips / "metadata.csv").write_text("file_name,caption\n" + "".join(f"c{i}.wav,clip {i}\n" for i in range(4)))
+    source = open_folder(clips)
+    pinned, real = [], ClapAudioEncoder.features_on_device
+
+    def spy(self, batch):
+        pinned.append(batch["audio"].is_pinned())
+        return real(self, batch)
+
+    monkeypatch.setattr(ClapAudioEncoder, "features_on_device", spy)
+
+    def build(in_forward: bool, workers: int):
+        enc = load_encoder("clap-audio", tiny_clap, device="cuda", dtype=torch.float32)
+        assert enc.features_in_forward  # the default on a GPU
+        enc.features_in_forward = in_forward
+        units = Units(list(source.ids), f"{source.items_fingerprint()}:{in_forward}", RawItemLoader(source), "audio")
+        cache = LatentCache(tmp_path / f"cache-{in_forward}", units, enc, shard_size=2)
+        cache.build(batch_size=2, num_workers=workers, progress=False, state=SingleProcess())
+        return cache.load()
+
+    got = build(True, 2)
+    assert len(pinned) == 2 and all(pinned)
+    ref = build(False, 0)
+    assert not got.failed and torch.equal(got.index, ref.index)
+    torch.testing.assert_close(got.latents, ref.latents, atol=1e-3, rtol=0)

@@ -249,7 +249,8 @@ class ClapAudioEncoder(_ClapBase):
         resampled, padded and transformed on the model's device."""
         if self.log_mel is None:
             raise RuntimeError("audio batches need the reproduced log-mel (fast_features)")
-        body, lengths = self.resampler(batch["audio"].to(self.device), batch["table"])
+        # non_blocking: from a pinned batch (fusemix.cache pins them for CUDA) the copy is a DMA
+        body, lengths = self.resampler(batch["audio"].to(self.device, non_blocking=True), batch["table"])
         return self.log_mel(pad_windows(body, lengths, self.bundle.feature_extractor))
 
     def _forward(self, batch: dict) -> torch.Tensor:
