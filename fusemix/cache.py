@@ -181,9 +181,9 @@ class _Collated:
     def pin_memory(self) -> _Collated:
         """Page-locked copies of the batch's tensors, made by the DataLoader's pinning thread
         (``pin_memory=True``, for a CUDA encoder): the host-to-GPU copy becomes a DMA, and the
-        shared-memory pages are faulted in and unmapped off the main thread. Those two took 0.28-0.33
-        and 0.27-0.32 ms of main-thread CPU per 1.76 MB clip here (2 workers, batches of 32), four
-        to eight times the receiving itself (0.04-0.07 ms)."""
+        shared-memory pages are faulted in and unmapped in that thread, not the main one. Those two
+        took 0.28-0.33 and 0.27-0.32 ms of main-thread CPU per 1.76 MB clip here (2 workers,
+        batches of 32), four to eight times the receiving itself (0.04-0.07 ms)."""
         if not isinstance(self.batch, dict):
             return self
         pinned = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in self.batch.items()}
