@@ -254,7 +254,10 @@ def resampled_length(frames: int, sr: int, target_sr: int) -> int:
 
 
 def resample(mono: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-    """float32 mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality), clipped to [-1, 1]."""
+    """float32 (or int16 PCM) mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality),
+    clipped to [-1, 1]."""
+    if mono.dtype == np.int16:
+        mono = _pcm16_to_float(mono)
     if sr != target_sr:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
@@ -294,11 +297,14 @@ def decode_audio(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     min_seconds: float = DEFAULT_MIN_SECONDS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    mono_pcm16_as_int16: bool = False,
 ) -> tuple[np.ndarray, int]:
     """:func:`load_audio` before resampling: ``(float32 mono samples, their sample rate)``.
 
     The same checks and errors; samples are not clipped yet and may share memory with an array
     source (copy before writing to them). For callers that resample elsewhere (on a GPU).
+    ``mono_pcm16_as_int16``: a one-channel 16-bit PCM file's samples come back as they are stored,
+    int16 (x / 32768 gives the float32 samples exactly): half the bytes for callers that move them.
     """
     _check_limits(min_seconds, max_seconds, max_bytes)
     name = _describe(source)
@@ -343,6 +349,10 @@ def decode_audio(
                                    always_2d=True)
                     if block.shape[0] == 0:
                         break
+                    if pcm16 and mono_pcm16_as_int16 and f.channels == 1:
+                        parts.append(block.reshape(-1))
+                        n += block.shape[0]
+                        continue
                     if pcm16:
                         block = _pcm16_to_float(block)
                     elif not np.isfinite(block).all():
@@ -365,4 +375,6 @@ def decode_audio(
     duration = mono.shape[0] / sr
     if duration < min_seconds:
         raise AudioError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
+    if mono.dtype == np.int16:
+        return np.ascontiguousarray(mono), sr
     return np.ascontiguousarray(mono, dtype=np.float32), sr

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from fusemix.audio import AudioError, decode_audio, is_silent, load_audio, probe_audio, resampled_length
+from fusemix.audio import (
+    AudioError,
+    decode_audio,
+    is_silent,
+    load_audio,
+    probe_audio,
+    resample,
+    resampled_length,
+)
 
 
 def tone(sr: int, seconds: float = 0.5, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
@@ -47,6 +55,28 @@ def test_decode_audio_is_load_audio_before_resampling(sr):
     np.testing.assert_array_equal(mono, 0.75 * tone(sr, 0.7))
     for n in (1, 2, 3, 999, len(mono)):
         assert len(load_audio(mono[:n], 48000, source_sr=sr, min_seconds=0)) == resampled_length(n, sr, 48000)
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_mono_16_bit_samples_can_stay_int16(fmt):
+    """For callers that move samples (to a GPU): a mono 16-bit file as stored, exactly x / 32768 of
+    the float samples; anything else still float32."""
+    rng = np.random.default_rng(8)
+    x = rng.integers(-32768, 32768, 9_000, dtype=np.int16)
+    mono = encoded(x, 44_100, fmt, "PCM_16")
+    raw, sr = decode_audio(mono, mono_pcm16_as_int16=True)
+    assert raw.dtype == np.int16 and sr == 44_100
+    np.testing.assert_array_equal(raw, x)
+    floats, _ = decode_audio(mono)
+    np.testing.assert_array_equal(raw / np.float32(32768), floats)
+    np.testing.assert_array_equal(resample(raw, sr, 48_000), resample(floats, sr, 48_000))
+    np.testing.assert_array_equal(resample(raw, sr, sr), np.clip(floats, -1, 1))
+    stereo = encoded(np.stack([x, x], axis=1), 44_100, fmt, "PCM_16")
+    assert decode_audio(stereo, mono_pcm16_as_int16=True)[0].dtype == np.float32
+    wide = encoded(x.astype(np.int32) << 16, 44_100, fmt, "PCM_24")
+    assert decode_audio(wide, mono_pcm16_as_int16=True)[0].dtype == np.float32
+    with pytest.raises(AudioError, match="shorter"):
+        decode_audio(mono, mono_pcm16_as_int16=True, min_seconds=1.0)
 
 
 def test_six_channels_are_averaged(tmp_path):

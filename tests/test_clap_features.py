@@ -196,7 +196,7 @@ def test_cut_windows_cross_from_decoding_workers_to_the_forward(tiny_clap, tmp_p
     """The accelerator split (source samples cut in DataLoader workers, resampling and log-mel in
     forward) caches the same latents with workers as without, and the CPU split's latents up to
     the resampler, for clips at rates resampled on the device (44.1 kHz), on the CPU (16 kHz) and
-    not at all (48 kHz)."""
+    not at all (48 kHz), stereo and mono (int16 in flight) in the same batches."""
     from fusemix.cache import LatentCache, SingleProcess, Units
     from fusemix.extract import RawItemLoader
     from fusemix.pairs import open_folder
@@ -205,8 +205,9 @@ def test_cut_windows_cross_from_decoding_workers_to_the_forward(tiny_clap, tmp_p
     clips = tmp_path / "clips"
     clips.mkdir()
     rows = []
-    for i, (seconds, sr) in enumerate([(0.5, 44100), (3.0, 48000), (12.0, 44100), (1.0, 16000), (2.5, 44100)]):
-        sf.write(clips / f"c{i}.wav", 0.2 * rng.standard_normal((int(sr * seconds), 2)), sr, subtype="PCM_16")
+    for i, (seconds, sr, ch) in enumerate([(0.5, 44100, 2), (3.0, 48000, 1), (12.0, 44100, 1), (1.0, 16000, 1),
+                                            (2.5, 44100, 2)]):
+        sf.write(clips / f"c{i}.wav", 0.2 * rng.standard_normal((int(sr * seconds), ch)), sr, subtype="PCM_16")
         rows.append(f"c{i}.wav,clip {i}\n")
     (clips / "metadata.csv").write_text("file_name,caption\n" + "".join(rows))
     source = open_folder(clips)
@@ -220,6 +221,10 @@ def test_cut_windows_cross_from_decoding_workers_to_the_forward(tiny_clap, tmp_p
         cache.build(batch_size=2, num_workers=workers, progress=False, state=SingleProcess())
         return cache.load()
 
+    enc = load_encoder("clap-audio", tiny_clap, device="cpu")
+    enc.features_in_forward = True
+    dtypes = [enc.prepare(clips / f"c{i}.wav")["audio"].dtype for i in range(5)]
+    assert dtypes == [torch.float32, torch.int16, torch.int16, torch.float32, torch.float32]  # 16 kHz: soxr
     ref, alone, got = build(False, 0), build(True, 0), build(True, 2)
     assert len(ref.index) == len(got.index) == 5 and not got.failed
     torch.testing.assert_close(got.latents, alone.latents, atol=1e-6, rtol=0)

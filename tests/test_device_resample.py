@@ -137,3 +137,23 @@ def test_bad_tables_and_rates_are_refused():
         resampler(bad["audio"], bad["table"])
     with pytest.raises(ValueError, match="lengths"):
         pad_windows(torch.zeros(1, WINDOW), torch.tensor([0]), ClapFeatureExtractor(truncation="rand_trunc"))
+
+
+def test_int16_clips_give_the_windows_of_their_float_samples():
+    """Mono 16-bit files travel as int16 (half the bytes): same windows as x / 32768 in float32,
+    alone, in an all-int16 batch (which stays int16) and in a batch mixed with float32 clips."""
+    rng = np.random.default_rng(9)
+    pcm = [rng.integers(-32768, 32768, n, dtype=np.int16) for n in (44100 * 3, 48000 * 2)]
+    floats = [x / np.float32(32768) for x in pcm]
+    rates, starts, window = (44100, 48000), ([0, 30_000], [5]), 60_000
+    as_float, _ = windows_on_device([(x, sr, st) for x, sr, st in zip(floats, rates, starts)], window)
+    batch = collate_windows([cut_windows(x, sr, TARGET, st, window) for x, sr, st in zip(pcm, rates, starts)])
+    assert batch["audio"].dtype == torch.int16
+    as_int16, _ = DeviceResampler(TARGET, window)(batch["audio"], batch["table"])
+    assert torch.equal(as_int16, as_float)
+    mixed, _ = windows_on_device([(pcm[0], 44100, starts[0]), (floats[1], 48000, starts[1])], window)
+    assert torch.equal(mixed, as_float)
+    with pytest.raises(ValueError, match="float32 or int16"):
+        cut_windows(np.zeros(100, np.float64), 48000, TARGET, [0], 10)
+    with pytest.raises(ValueError, match="float32 or int16"):
+        DeviceResampler(TARGET, 10)(torch.zeros(100, dtype=torch.float64), batch["table"][:0])

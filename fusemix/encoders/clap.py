@@ -225,7 +225,7 @@ class ClapAudioEncoder(_ClapBase):
 
     def _cut(self, item: Any) -> dict[str, Any]:
         """The windows :meth:`prepare` would pick, as source samples for the device to resample."""
-        mono, sr = decode_audio(item, source_sr=self.sample_rate, **self.limits)
+        mono, sr = decode_audio(item, source_sr=self.sample_rate, mono_pcm16_as_int16=True, **self.limits)
         if not resamples_on_device(sr, self.sample_rate, self.bundle.feature_extractor.frequency_max):
             mono, sr = resample(mono, sr, self.sample_rate), self.sample_rate
         starts = window_starts(resampled_length(len(mono), sr, self.sample_rate), self.window,
