@@ -8,7 +8,8 @@ it is a strided convolution (julius' windowed-sinc ``ResampleFrac``): 0.19 GFLOP
 
 - :func:`cut_windows` (worker): for each window the encoder chose on the target rate's time line
   (as if the whole clip had been resampled first), the slice of source samples that the resampler
-  needs for it, with a margin for the filter's reach; no arithmetic on the samples.
+  needs for it, with a margin for the filter's reach; no arithmetic on the samples, which may be
+  int16 (mono 16-bit files: half the bytes to move; scaled by 1 / 32768 on the device, exactly).
 - :class:`DeviceResampler` (``forward``, on the device): resamples slices of equal rate and length
   together, in float64 where the device has it (no TF32 rounding), keeps each window's samples and
   clips them to [-1, 1] as :func:`fusemix.audio.resample` does.
@@ -48,6 +49,12 @@ def filter_reach(sr: int, target_sr: int) -> int:
     return math.ceil(ZEROS * old / (min(old, new) * ROLLOFF))
 
 
+def filter_taps(sr: int, target_sr: int) -> int:
+    """Taps in the julius filter bank for a rate pair (one filter per reduced target sample)."""
+    old, new = reduced(sr, target_sr)
+    return new * (2 * filter_reach(sr, target_sr) + old)
+
+
 def resamples_on_device(sr: int, target_sr: int, band_hz: float) -> bool:
     """Whether windows at ``sr`` are resampled on the device for features up to ``band_hz``.
 
@@ -59,8 +66,7 @@ def resamples_on_device(sr: int, target_sr: int, band_hz: float) -> bool:
     """
     if sr == target_sr:
         return True
-    old, new = reduced(sr, target_sr)
-    small = new * (2 * filter_reach(sr, target_sr) + old) <= MAX_FILTER_TAPS
+    small = filter_taps(sr, target_sr) <= MAX_FILTER_TAPS
     return small and ROLLOFF * min(sr, target_sr) / 2 >= 1.05 * band_hz
 
 
@@ -132,10 +138,8 @@ class DeviceResampler:
         if key not in self._banks:
             import julius
 
-            old, new = reduced(sr, self.target_sr)
-            if new * (2 * filter_reach(sr, self.target_sr) + old) > MAX_FILTER_TAPS:
+            if filter_taps(sr, self.target_sr) > MAX_FILTER_TAPS:
                 raise ValueError(f"{sr} -> {self.target_sr} Hz needs too large a filter bank; resample on the CPU")
-
             self._banks[key] = julius.ResampleFrac(sr, self.target_sr, ZEROS, ROLLOFF).to(device, dtype)
         return self._banks[key]
 
