@@ -16,7 +16,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     --platform any -d .whl soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 julius==0.2.8
+#     --platform any -d .whl soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 julius==0.2.8 joblib==1.6.0
 # then call the device tool with: command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540.
 # Locally, GPU_CHECK_QUICK=1 runs the same steps at smoke-test sizes (on CPU when there is no GPU).
 set -uo pipefail
