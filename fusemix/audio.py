@@ -286,7 +286,8 @@ def load_audio(
                             min_seconds=min_seconds, max_bytes=max_bytes)
     mono = resample(mono, sr, target_sr)
     if reject_silent and is_silent(mono):
-        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({_describe(source)})")
+        shown = source.get("bytes") or source.get("path") if isinstance(source, dict) and "array" not in source else source
+        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({_describe(shown)})")
     return mono
 
 

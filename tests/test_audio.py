@@ -142,12 +142,16 @@ def test_clipping_is_tolerated_and_input_not_mutated():
     np.testing.assert_array_equal(x, keep)
 
 
-def test_silence_is_returned_unless_rejected():
+def test_silence_is_returned_unless_rejected(tmp_path):
     z = np.zeros(16000, np.float32)
     y = load_audio(z, 16000, source_sr=16000)
     assert is_silent(y) and not is_silent(tone(16000))
     with pytest.raises(AudioError, match="silent"):
         load_audio(z, 16000, source_sr=16000, reject_silent=True)
+    path = tmp_path / "quiet.wav"
+    sf.write(path, z, 16000)
+    with pytest.raises(AudioError, match="silent.*quiet.wav"):  # a datasets dict names its file
+        load_audio({"path": str(path), "bytes": None}, 16000, reject_silent=True)
 
 
 @pytest.mark.parametrize(
