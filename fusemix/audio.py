@@ -47,6 +47,22 @@ class AudioError(ValueError):
     """Audio that cannot be used: unreadable, empty, too long/short, NaN, ... (message says which)."""
 
 
+class SilentAudioError(AudioError):
+    """The audio decodes but is silent (``reject_silent=True``)."""
+
+
+class InvalidSamplesError(AudioError):
+    """The audio holds NaN or infinite samples."""
+
+
+class AudioLengthError(AudioError):
+    """The audio is longer or shorter than the limits allow (or holds no samples)."""
+
+
+class UndecodableAudioError(AudioError):
+    """The bytes are not audio that the decoder can read."""
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """What a header (or an in-memory array) says about a clip, without decoding it."""
@@ -143,7 +159,7 @@ def _open(data: bytes, name: str) -> sf.SoundFile:
         return sf.SoundFile(buf)
     except (sf.SoundFileError, RuntimeError) as exc:
         why = str(exc).replace(f"Error opening {buf!r}: ", "").rstrip(".")  # no "<_io.BytesIO at 0x...>"
-        raise AudioError(
+        raise UndecodableAudioError(
             f"not a decodable audio file ({name}): {why}. Supported: "
             + ", ".join(sorted(sf.available_formats()))
         ) from None
@@ -287,7 +303,7 @@ def load_audio(
     mono = resample(mono, sr, target_sr)
     if reject_silent and is_silent(mono):
         shown = source.get("bytes") or source.get("path") if isinstance(source, dict) and "array" not in source else source
-        raise AudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({_describe(shown)})")
+        raise SilentAudioError(f"audio is silent (peak below {SILENCE_DB:g} dBFS) ({_describe(shown)})")
     return mono
 
 
@@ -357,25 +373,25 @@ def decode_audio(
                     if pcm16:
                         block = _pcm16_to_float(block)
                     elif not np.isfinite(block).all():
-                        raise AudioError(f"audio contains NaN or infinite samples ({name})")
+                        raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
                     parts.append(_downmix(block))
                     n += block.shape[0]
             except (sf.SoundFileError, RuntimeError) as exc:
-                raise AudioError(f"could not decode {name}: {exc}") from None
+                raise UndecodableAudioError(f"could not decode {name}: {exc}") from None
         if n > max_frames:
-            raise AudioError(f"audio is over the {max_seconds:g} s limit ({name})")
+            raise AudioLengthError(f"audio is over the {max_seconds:g} s limit ({name})")
         mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if arr is not None:
         if samples.shape[0] == 0:
-            raise AudioError(f"audio contains no samples ({name})")
+            raise AudioLengthError(f"audio contains no samples ({name})")
         if not np.isfinite(samples).all():
-            raise AudioError(f"audio contains NaN or infinite samples ({name})")
+            raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
         mono = _downmix(samples)
     if mono.shape[0] == 0:
-        raise AudioError(f"audio contains no samples ({name})")
+        raise AudioLengthError(f"audio contains no samples ({name})")
     duration = mono.shape[0] / sr
     if duration < min_seconds:
-        raise AudioError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
+        raise AudioLengthError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
     if mono.dtype == np.int16:
         return np.ascontiguousarray(mono), sr
     return np.ascontiguousarray(mono, dtype=np.float32), sr
