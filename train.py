@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from fusemix.bridge import BridgeConfig, ConditioningBridge, combine_clap_towers
+from fusemix.conventions import cache_root
 from fusemix.io import atomic_write_json
 from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
 from fusemix.metrics import retrieval_metrics
@@ -48,7 +49,8 @@ class TrainConfig:
     x_encoder: str = opt("", "KIND:MODEL_ID of the item encoder for --data, e.g. clap-audio:laion/clap-htsat-unfused")
     y_encoder: str = opt("", "KIND:MODEL_ID of the caption encoder for --data, e.g. sentence:BAAI/bge-large-en-v1.5")
     caption_column: str = opt("caption", "caption column of the dataset metadata / manifest")
-    cache_dir: str = opt("cache", "where extracted latents are cached (reused across runs)")
+    cache_dir: str = opt("", "where extracted latents are cached, reused across runs (empty: the fusemix cache "
+                             "root's latents/: $FUSEMIX_CACHE, else $XDG_CACHE_HOME/fusemix, else ~/.cache/fusemix)")
     num_workers: int = opt(-1, "decoding processes for extraction (-1: one per CPU core beside this one, at least 2)")
     heldout_fraction: float = opt(0.05, "fraction of items held out for retrieval evaluation")
     out: str = opt("runs/fusemix", "output directory: checkpoints, metrics.jsonl, metrics.png")
@@ -58,7 +60,7 @@ class TrainConfig:
     depth: int = opt(4, "residual blocks per adapter (paper: 4)")
     expansion: int = opt(4, "hidden width multiplier inside a block (paper: 4)")
     dropout: float = opt(0.6, "dropout inside blocks (paper: 0.6)")
-    bridge_head: str = opt(BridgeConfig.head, "--model bridge: output head, lowrank, direct or decoder (docs/audio_to_image.md)")
+    bridge_head: str = opt(BridgeConfig.head, "--model bridge: output head, lowrank or direct (docs/audio_to_image.md)")
     bridge_rank: int = opt(BridgeConfig.rank, "--model bridge: basis sequences of the lowrank head")
     regression_weight: float = opt(BridgeConfig.regression_weight, "--model bridge: weight of the sequence MSE beside InfoNCE")
     init_from: str = opt("", "start from a saved FusionModel dir; new modalities get fresh adapters")
@@ -117,13 +119,18 @@ def load_pairs(cfg: TrainConfig) -> LatentPairs:
         raise TrainingError("give --latents FILE, or --data with --x_encoder and --y_encoder")
     from fusemix.extract import extract_pairs  # heavy imports only when extracting
 
-    return extract_pairs(cfg.data, cfg.x_encoder, cfg.y_encoder, cache_root=cfg.cache_dir,
+    return extract_pairs(cfg.data, cfg.x_encoder, cfg.y_encoder, cache_root=cfg.cache_dir or cache_root("latents"),
                          caption_column=cfg.caption_column, num_workers=None if cfg.num_workers < 0 else cfg.num_workers)
 
 
 def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:
+    """The one place that chooses the model kind; both kinds offer train.py the same methods:
+    ``prepare_for_data``, ``training_loss``, ``eval_embeddings``, ``loss_fn`` and ``save_pretrained``."""
     torch.manual_seed(cfg.seed)
+    frozen = [s.strip() for s in cfg.freeze.split(",") if s.strip()]
     if cfg.model == "bridge":
+        if frozen:
+            raise TrainingError(f"--freeze {frozen[0]}: the model has no such adapter")
         return ConditioningBridge.from_latents(pairs, depth=cfg.depth, expansion=cfg.expansion, dropout=cfg.dropout,
                                                head=cfg.bridge_head, rank=cfg.bridge_rank,
                                                regression_weight=cfg.regression_weight)
@@ -136,41 +143,37 @@ def build_model(cfg: TrainConfig, pairs: LatentPairs) -> torch.nn.Module:
     if len(specs) != 2:
         raise TrainingError(f"x and y are both called {pairs.x_modality!r}; name the modalities apart in the latent file")
     if not cfg.init_from:
-        return FusionModel(FusionConfig(specs, cfg.proj_dim, cfg.depth, cfg.expansion, cfg.dropout))
-    model = FusionModel.from_pretrained(cfg.init_from).train()
-    for name, spec in specs.items():
+        model = FusionModel(FusionConfig(specs, cfg.proj_dim, cfg.depth, cfg.expansion, cfg.dropout))
+    else:
+        model = FusionModel.from_pretrained(cfg.init_from).train()
+        for name, spec in specs.items():
+            if name not in model.adapters:
+                model.add_modality(name, spec)
+            elif model.config.modalities[name].dim != spec.dim:
+                raise TrainingError(f"{cfg.init_from} has a {name} adapter for {model.config.modalities[name].dim}-d "
+                                    f"latents, but the latent file's {name} is {spec.dim}-d")
+    for name in frozen:
         if name not in model.adapters:
-            model.add_modality(name, spec)
-        elif model.config.modalities[name].dim != spec.dim:
-            raise TrainingError(f"{cfg.init_from} has a {name} adapter for {model.config.modalities[name].dim}-d "
-                                f"latents, but the latent file's {name} is {spec.dim}-d")
+            raise TrainingError(f"--freeze {name}: the model has no such adapter")
+        model.adapters[name].requires_grad_(False)
     return model
 
 
 class PairLoss(torch.nn.Module):
-    """What data parallelism wraps: a batch of (x, y) latents in, (loss, logs) out."""
+    """What data parallelism wraps: a batch of (x, y) latents in, the model's (loss, logs) out."""
 
-    def __init__(self, model, x_modality: str, y_modality: str):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.xm, self.ym = model, x_modality, y_modality
+        self.model = model
 
     def forward(self, x, y):
-        if isinstance(self.model, FusionModel):
-            return self.model(self.xm, x, self.ym, y), {}
         return self.model.training_loss(x, y)
-
-    def temperature(self) -> float:
-        return float(self.model.loss_fn.temperature.detach()) if hasattr(self.model, "loss_fn") else float("nan")
 
 
 @torch.no_grad()
 def evaluate(model, held: LatentPairs, device) -> dict[str, float]:
     model.eval()
-    x, y = held.x.to(device), held.y.to(device)
-    if isinstance(model, FusionModel):
-        za, zb = model.embed(held.x_modality, x), model.embed(held.y_modality, y)
-    else:
-        za, zb = model.eval_embeddings(x, y)
+    za, zb = model.eval_embeddings(held.x.to(device), held.y.to(device))
     a, b = held.x_modality, held.y_modality
     prefix = (a[0], b[0]) if a[0] != b[0] else (a, b)
     out = retrieval_metrics(za, zb, held.item_of, prefix=prefix)
@@ -206,14 +209,8 @@ def main(argv=None) -> dict:
 
     # ---- model and optimiser ----
     model = build_model(cfg, pairs).to(device)
-    if hasattr(model, "initialize_from_data"):
-        model.initialize_from_data(x_all[item_of], y_all)
-    for name in filter(None, (s.strip() for s in cfg.freeze.split(","))):
-        if not isinstance(model, FusionModel) or name not in model.adapters:
-            raise TrainingError(f"--freeze {name}: the model has no such adapter")
-        model.adapters[name].requires_grad_(False)
-    if hasattr(model, "loss_fn"):
-        model.loss_fn.gather = acc.num_processes > 1
+    model.prepare_for_data(train)
+    model.loss_fn.gather = acc.num_processes > 1
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
     start_step = 0
@@ -225,8 +222,7 @@ def main(argv=None) -> dict:
         start_step = state["step"]
         acc.print(f"resumed from {ckpt} at step {start_step}")
     state["num_processes"] = acc.num_processes
-    loss_module = acc.prepare(PairLoss(model, train.x_modality, train.y_modality))
-    unwrapped = acc.unwrap_model(loss_module)
+    loss_module = acc.prepare(PairLoss(model))
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "train_config.json", dataclasses.asdict(cfg))
@@ -284,7 +280,7 @@ def main(argv=None) -> dict:
         bar.update(1)
         if step % cfg.log_every == 0 or step == stop_at:
             row = {"kind": "train", "step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
-                   "lambda": lam, "lr": optimizer.param_groups[0]["lr"], "temperature": unwrapped.temperature(),
+                   "lambda": lam, "lr": optimizer.param_groups[0]["lr"], "temperature": float(model.loss_fn.temperature.detach()),
                    "elapsed_s": round(time.time() - t0, 3), **{k: float(v) for k, v in extra.items()}}
             log(row)
             bar.set_postfix(loss=f"{row['loss']:.3f}")

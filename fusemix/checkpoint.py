@@ -1,7 +1,8 @@
-"""Loading module weights from safetensors with errors a person can act on.
+"""Saving and loading module weights as safetensors, with errors a person can act on.
 
 ``load_state_strict`` compares every key and shape before touching the module, so a
 checkpoint from another encoder or a truncated file fails loudly and changes nothing.
+:class:`Pretrained` is the one ``save_pretrained`` / ``from_pretrained`` of fusemix's own models.
 ``from_pretrained_safetensors`` is how every pretrained (Hugging Face) model is loaded: from
 safetensors files only, never from pickled ``*.bin`` weights.
 """
@@ -13,6 +14,11 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+
+from .io import atomic_save_safetensors, atomic_write_json
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -97,3 +103,40 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{source}: tensor {k!r} holds NaN or inf values")
     module.load_state_dict(state, strict=True)
+
+
+class Pretrained:
+    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``.
+
+    A save writes ``model.safetensors`` then ``config.json``, both atomically: the config comes
+    last, so its presence marks a complete save. A load refuses a config of another
+    ``MODEL_TYPE``, builds the model from the config (``_from_config`` raises the class's own
+    errors), runs ``check`` on it, then loads the weights strictly.
+    """
+
+    MODEL_TYPE = ""
+
+    def _weights_metadata(self) -> dict[str, str]:
+        return {}
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_save_safetensors(directory / WEIGHTS_NAME, self.state_dict(),
+                                {"format": "pt", **self._weights_metadata()})
+        atomic_write_json(directory / CONFIG_NAME, self.config.to_dict())
+        return directory
+
+    @classmethod
+    def _from_config(cls, cfg_path: Path, raw: dict):
+        raise NotImplementedError
+
+    @classmethod
+    def _load_pretrained(cls, directory: str | Path, check=None, map_location="cpu"):
+        directory = Path(directory)
+        cfg_path, raw = read_model_config(directory, CONFIG_NAME, cls.MODEL_TYPE)
+        model = cls._from_config(cfg_path, raw)
+        if check is not None:
+            check(model)
+        load_state_strict(model, read_safetensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
+        return model.to(map_location).eval()

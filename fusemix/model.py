@@ -14,12 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adapter import Adapter
-from .checkpoint import CheckpointError, load_state_strict, read_model_config, read_safetensors
-from .io import atomic_save_safetensors, atomic_write_json
+from .checkpoint import CheckpointError, Pretrained
 from .loss import ContrastiveLoss
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -49,7 +45,7 @@ class FusionConfig:
             raise ValueError("a FusionModel needs at least one modality")
 
     def to_dict(self) -> dict:
-        return {"model_type": "fusemix.FusionModel", **asdict(self)}
+        return {"model_type": FusionModel.MODEL_TYPE, **asdict(self)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "FusionConfig":
@@ -57,10 +53,13 @@ class FusionConfig:
         return cls(**d)
 
 
-class FusionModel(nn.Module):
+class FusionModel(nn.Module, Pretrained):
+    MODEL_TYPE = "fusemix.FusionModel"
+
     def __init__(self, config: FusionConfig):
         super().__init__()
         self.config = config
+        self.pair: tuple[str, str] | None = None  # set by prepare_for_data
         self.adapters = nn.ModuleDict({
             name: Adapter(spec.dim, config.proj_dim, config.depth, config.expansion, config.dropout)
             for name, spec in config.modalities.items()})
@@ -93,27 +92,42 @@ class FusionModel(nn.Module):
         """Symmetric InfoNCE between two modalities' batches (row i of a pairs with row i of b)."""
         return self.loss_fn(self.embed(modality_a, a), self.embed(modality_b, b))
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        atomic_save_safetensors(directory / WEIGHTS_NAME, self.state_dict(), {"format": "pt"})
-        atomic_write_json(directory / CONFIG_NAME, self.config.to_dict())
-        return directory
+    # ---- the model interface train.py uses, shared with fusemix.bridge.ConditioningBridge
+
+    def prepare_for_data(self, pairs) -> dict:
+        """Bind the two modalities of the training ``LatentPairs`` that ``training_loss`` and
+        ``eval_embeddings`` compare."""
+        for m in (pairs.x_modality, pairs.y_modality):
+            if m not in self.adapters:
+                raise ValueError(f"this model has no {m!r} adapter; it knows {self.modalities}")
+        self.pair = (pairs.x_modality, pairs.y_modality)
+        return {}
+
+    def _bound(self) -> tuple[str, str]:
+        if self.pair is None:
+            raise ValueError("call prepare_for_data(training_pairs) before training or evaluating")
+        return self.pair
+
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        a, b = self._bound()
+        return self(a, x, b, y), {}
+
+    @torch.no_grad()
+    def eval_embeddings(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self._bound()
+        return self.embed(a, x), self.embed(b, y)
+
+    @classmethod
+    def _from_config(cls, cfg_path: Path, raw: dict) -> "FusionModel":
+        try:
+            return cls(FusionConfig.from_dict(raw))
+        except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # unknown, missing or ill-typed fields
+            raise CheckpointError(f"{cfg_path} is not a valid FusionModel config: {e}") from e
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, expect: dict[str, ModalitySpec] | None = None) -> "FusionModel":
         """Load a saved model; ``expect`` (modality -> encoder/dim) makes mismatched encoders an error."""
-        directory = Path(directory)
-        cfg_path, raw = read_model_config(directory, CONFIG_NAME, "fusemix.FusionModel")
-        try:
-            config = FusionConfig.from_dict(raw)
-            model = cls(config)
-        except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # unknown, missing or ill-typed fields
-            raise CheckpointError(f"{cfg_path} is not a valid FusionModel config: {e}") from e
-        if expect:
-            check_encoders(config, expect)
-        load_state_strict(model, read_safetensors(directory / WEIGHTS_NAME), str(directory / WEIGHTS_NAME))
-        return model.eval()
+        return cls._load_pretrained(directory, (lambda m: check_encoders(m.config, expect)) if expect else None)
 
 
 def check_encoders(config: FusionConfig, expect: dict[str, ModalitySpec]) -> None:
