@@ -550,7 +550,10 @@ class DemoModels:
                 self.bridge_error = str(exc)
                 self.adapter_problems.append(f"bridge {entry.path} not used: {exc}")
                 logger.warning("bridge %s not used: %s", entry.path, exc)
-        return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank())
+        from fusemix.tiny import is_standin
+
+        return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank(),
+                            standin=self.standin or is_standin(ids["sd"]) or is_standin(ids["clap"]))
 
     def reference(self):
         """The reference CLIP scorer (zero training)."""
@@ -559,7 +562,10 @@ class DemoModels:
     def _load_reference(self):
         from fusemix.reference import ReferenceScorer
 
-        return ReferenceScorer.from_pretrained(self.model_ids()["reference"], device=self.device)
+        from fusemix.tiny import is_standin
+
+        ref = self.model_ids()["reference"]
+        return ReferenceScorer.from_pretrained(ref, device=self.device, standin=self.standin or is_standin(ref))
 
     def fusion_model(self, entry: AdapterEntry):
         with self._lock:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 
+from .conventions import cache_root
 from .io import atomic_save_safetensors, sha256_file
 
 CACHE_VERSION = "1"
@@ -62,8 +63,8 @@ def load_captions(path: str | os.PathLike | None = None) -> list[str]:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("FUSEMIX_CACHE") or Path.home() / ".cache" / "fusemix"
-    return Path(root) / "caption_bank"
+    """Where caption-bank embeddings are cached: ``conventions.cache_root("caption_bank")``."""
+    return cache_root("caption_bank")
 
 
 def _model_key(model_id: str) -> str:

@@ -38,24 +38,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .conventions import EXTENSIONS, cache_root
 from .io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .search import SearchIndex, build_index
 
-__all__ = [
-    "AUDIO_EXTENSIONS",
-    "IMAGE_EXTENSIONS",
-    "Gallery",
-    "GalleryError",
-    "GalleryItem",
-    "GalleryReport",
-    "Hit",
-    "content_hash",
-    "default_cache_dir",
-]
+__all__ = ["Gallery", "GalleryError", "GalleryItem", "GalleryReport", "Hit", "content_hash", "default_cache_dir"]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"})
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc"})
-FOLDER_MODALITIES = {"image": IMAGE_EXTENSIONS, "audio": AUDIO_EXTENSIONS}
 FORMAT = "fusemix.gallery.v1"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 SKIP_REASONS = ("symlink_outside_root", "not_media", "too_large", "unreadable", "duplicate", "rejected")
@@ -113,11 +101,8 @@ class GalleryReport:
 
 
 def default_cache_dir() -> Path:
-    """``$FUSEMIX_CACHE/galleries``, else ``$XDG_CACHE_HOME/fusemix/galleries``, else ``~/.cache/...``."""
-    if os.environ.get("FUSEMIX_CACHE"):
-        return Path(os.environ["FUSEMIX_CACHE"]) / "galleries"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fusemix" / "galleries"
+    """Where gallery caches live: ``conventions.cache_root("galleries")``."""
+    return cache_root("galleries")
 
 
 def content_hash(item: Any) -> str:
@@ -447,8 +432,8 @@ class Gallery:
         (None: :func:`default_cache_dir`; False: no cache).  ``files``: only these root-relative keys.
         ``meta``: extra JSON-able data per key (e.g. captions), stored with the items.
         """
-        if modality not in FOLDER_MODALITIES:
-            raise GalleryError(f"folder galleries hold {' or '.join(FOLDER_MODALITIES)}, got modality {modality!r}")
+        if modality not in EXTENSIONS:
+            raise GalleryError(f"folder galleries hold {' or '.join(EXTENSIONS)}, got modality {modality!r}")
         fingerprint = _fingerprint(embed_fn, fingerprint)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise GalleryError(f"batch_size must be an integer >= 1, got {batch_size!r}")
@@ -466,7 +451,7 @@ class Gallery:
         report = GalleryReport()
         only = set(files) if files is not None else None
         skip_dirs = [cache.resolve()] if cache else []
-        candidates = _scan(root, FOLDER_MODALITIES[modality], max_bytes, report, only, skip_dirs)
+        candidates = _scan(root, EXTENSIONS[modality], max_bytes, report, only, skip_dirs)
         if only is not None:
             for missing in sorted(k for k in only if not os.path.lexists(root / k)):
                 report.skip("unreadable", f"{missing}: not found")

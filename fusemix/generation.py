@@ -28,6 +28,7 @@ import torch
 from .bridge import ConditioningBridge, IncompatibleBridgeError
 from .caption_bank import CaptionBank, CaptionMatch
 from .checkpoint import from_pretrained_safetensors
+from .conventions import pick_device
 
 ROUTES = ("bridge", "captions")
 STEPS_RANGE = (1, 100)
@@ -118,29 +119,25 @@ class GenerationResult:
         return self.captions[0].caption if self.captions else None
 
 
-def default_params_for(model_id: str) -> dict:
-    """Sensible steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG."""
+def default_params_for(model_id: str, standin: bool = False) -> dict:
+    """Sensible steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG;
+    a random stand-in gets the cheapest settings."""
     mid = str(model_id).lower()
     if "turbo" in mid or "lcm" in mid:
         return {"steps": 2, "guidance": 0.0}
-    if _is_standin(model_id):
+    if standin:
         return {"steps": 2, "guidance": 1.0}
     return {"steps": 20, "guidance": 7.0, "scheduler": "dpm++"}
 
 
-def _is_standin(path: str) -> bool:
-    try:
-        from .tiny import is_standin
-    except ImportError:  # pragma: no cover
-        return False
-    return Path(str(path)).is_dir() and is_standin(path)
-
-
 class AudioToImage:
-    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline."""
+    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline.
+
+    ``standin=True`` (said by the caller that loaded random stand-in models) labels every result.
+    """
 
     def __init__(self, pipeline, audio_encoder, *, bridge: ConditioningBridge | None = None,
-                 caption_bank: CaptionBank | None = None, defaults: dict | None = None):
+                 caption_bank: CaptionBank | None = None, defaults: dict | None = None, standin: bool = False):
         if bridge is None and caption_bank is None:
             raise ValueError("AudioToImage needs a bridge, a caption bank, or both")
         if hasattr(pipeline, "text_encoder_2"):
@@ -152,6 +149,7 @@ class AudioToImage:
         self.bridge = bridge
         self.caption_bank = caption_bank
         self.sd_model = str(getattr(pipeline, "name_or_path", "") or "unknown")
+        self.standin = bool(standin)
         # read once: DiffusionPipeline.device walks every module's parameters on each access
         self.device = pipeline.device
         self.dtype = pipeline.text_encoder.dtype
@@ -169,7 +167,7 @@ class AudioToImage:
             raise IncompatibleBridgeError(
                 f"caption bank was embedded with CLAP {caption_bank.model_id!r}, but audio is encoded with "
                 f"{audio_encoder.model_id!r}: the two must be one CLAP model")
-        self.defaults = {**default_params_for(self.sd_model), **(defaults or {})}
+        self.defaults = {**default_params_for(self.sd_model, self.standin), **(defaults or {})}
         self._base_scheduler = pipeline.scheduler
         self._schedulers: dict[str, Any] = {"default": pipeline.scheduler}
         self._lock = threading.Lock()
@@ -183,17 +181,18 @@ class AudioToImage:
     def from_pretrained(cls, sd_model: str, clap_model: str, *, bridge: str | ConditioningBridge | None = None,
                         caption_bank: bool | str | CaptionBank = True, device: str | None = None,
                         dtype: torch.dtype | None = None, cache_dir: str | None = None,
-                        defaults: dict | None = None, **pipeline_kwargs) -> "AudioToImage":
+                        defaults: dict | None = None, standin: bool = False, **pipeline_kwargs) -> "AudioToImage":
         """Load everything by hub id or local path.
 
         ``bridge``: a saved bridge directory (or object), or None for the caption route only.
         ``caption_bank``: True for the bundled bank, a path to a bank file, a CaptionBank, or False.
+        ``standin``: the ids name random stand-ins (e.g. ``fusemix.tiny``'s): results say so.
         """
         from diffusers import StableDiffusionPipeline
 
         from .encoders import load_encoder
 
-        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dev = pick_device(device)
         dt = dtype or (torch.float16 if dev.type == "cuda" else torch.float32)
         pipe = from_pretrained_safetensors(StableDiffusionPipeline, sd_model, dtype=dt, **pipeline_kwargs).to(dev)
         audio = load_encoder("clap-audio", clap_model, device=dev)
@@ -207,7 +206,7 @@ class AudioToImage:
         elif caption_bank:
             path = None if caption_bank is True else caption_bank
             bank = CaptionBank.build(load_encoder("clap-text", clap_model, device=dev), path, cache_dir)
-        return cls(pipe, audio, bridge=bridge, caption_bank=bank, defaults=defaults)
+        return cls(pipe, audio, bridge=bridge, caption_bank=bank, defaults=defaults, standin=standin)
 
     @property
     def routes(self) -> tuple[str, ...]:
@@ -221,10 +220,8 @@ class AudioToImage:
     def notes(self) -> list[str]:
         """Plain statements about what is not a real trained model, for the UI to show."""
         out = []
-        if _is_standin(self.sd_model):
-            out.append("Stable Diffusion: tiny RANDOM stand-in (fusemix.tiny), images are meaningless")
-        if _is_standin(self.audio_encoder.model_id):
-            out.append("CLAP: tiny RANDOM stand-in (fusemix.tiny), audio embeddings are meaningless")
+        if self.standin:
+            out.append("CLAP and Stable Diffusion: tiny RANDOM stand-ins, images are meaningless")
         if self.bridge is not None and not bool(self.bridge.initialized):
             out.append("bridge: never initialised or trained (random weights)")
         return out

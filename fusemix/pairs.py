@@ -31,10 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .conventions import modality_of_path
 from .io import sha256_file
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aiff", ".aif", ".aac"})
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 
 
@@ -75,11 +74,6 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def modality_of_path(path: str | os.PathLike) -> str | None:
-    ext = Path(path).suffix.lower()
-    return "audio" if ext in AUDIO_EXTENSIONS else "image" if ext in IMAGE_EXTENSIONS else None
 
 
 class PairSource:
@@ -412,6 +406,6 @@ def open_source(data: Any, *, caption_column: str | Sequence[str] = "caption", i
 
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "DatasetSource", "ManifestSource", "PairRecord", "PairSource",
-    "PairSourceError", "Skip", "find_metadata", "hub_source", "modality_of_path", "open_folder", "open_source",
+    "DatasetSource", "ManifestSource", "PairRecord", "PairSource", "PairSourceError", "Skip", "find_metadata",
+    "hub_source", "open_folder", "open_source",
 ]

@@ -17,25 +17,25 @@ through the PIL-based image processor (torchvision is not needed). Outputs are L
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import from_pretrained_safetensors
-from .encoders.base import EncoderInputError, check_caption, pick_device, pick_dtype
+from .conventions import pick_device
+from .encoders.base import EncoderInputError, check_caption, pick_dtype
+from .retrieval import Embedder, EmbeddingSpace, module_fingerprint
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
 
-__all__ = ["DEFAULT_REFERENCE_MODEL", "ReferenceScorer"]
+__all__ = ["DEFAULT_REFERENCE_MODEL", "ReferenceScorer", "clip_space"]
 
 
 def _features(out: Any) -> torch.Tensor:
@@ -44,9 +44,13 @@ def _features(out: Any) -> torch.Tensor:
 
 
 class ReferenceScorer:
-    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space."""
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space.
 
-    def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16):
+    ``standin=True`` (said by the caller that loaded a random stand-in) labels it and its space.
+    """
+
+    def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16,
+                 standin: bool = False):
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -57,12 +61,13 @@ class ReferenceScorer:
         self.max_length = int(model.config.text_config.max_position_embeddings)
         self.batch_size = int(batch_size)
         self.n_truncated = 0
+        self.standin = bool(standin)
         self._lock = threading.Lock()  # tokenizers and CPU inference are not re-entrant-safe
         self._fingerprint: str | None = None
 
     @classmethod
     def from_pretrained(cls, model_id: str | os.PathLike = DEFAULT_REFERENCE_MODEL, *, device=None, dtype=None,
-                        revision: str | None = None, batch_size: int = 16) -> "ReferenceScorer":
+                        revision: str | None = None, batch_size: int = 16, standin: bool = False) -> "ReferenceScorer":
         """Load ``CLIPModel`` + tokenizer + PIL image processor from a hub id or a local directory."""
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
@@ -72,27 +77,14 @@ class ReferenceScorer:
         model = from_pretrained_safetensors(CLIPModel, model_id, revision=revision)
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
-        return cls(model.to(device=dev, dtype=dt), tokenizer, processor, model_id, batch_size=batch_size)
-
-    # ------------------------------------------------------------------ identity
-
-    @property
-    def standin(self) -> bool:
-        """True when the checkpoint is a random stand-in written by :mod:`fusemix.tiny`."""
-        from .tiny import is_standin
-
-        return Path(self.model_id).is_dir() and is_standin(self.model_id)
+        return cls(model.to(device=dev, dtype=dt), tokenizer, processor, model_id, batch_size=batch_size,
+                   standin=standin)
 
     @property
     def fingerprint(self) -> str:
         """Model id + a hash of the weights: galleries embedded by another model never match it."""
         if self._fingerprint is None:
-            h = hashlib.sha256()
-            for name, t in sorted(self.model.state_dict().items()):
-                t = t.detach().to("cpu")
-                h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
-                h.update(t.float().contiguous().numpy().tobytes())
-            self._fingerprint = f"reference-clip:{self.model_id}:{h.hexdigest()[:32]}"
+            self._fingerprint = f"reference-clip:{self.model_id}:{module_fingerprint(self.model)[:32]}"
         return self._fingerprint
 
     # ------------------------------------------------------------------ embedding
@@ -141,11 +133,9 @@ class ReferenceScorer:
         """Cosine similarity of one caption with each image, ``[len(images)]``."""
         return (self.embed_images(images) @ self.embed_texts([caption])[0]).float()
 
-    def space(self, name: str = "reference", *, standin: bool | None = None):
+    def space(self, name: str = "reference", *, standin: bool | None = None) -> EmbeddingSpace:
         """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders);
-        ``standin`` overrides the label read from the checkpoint."""
-        from .retrieval import Embedder, EmbeddingSpace
-
+        ``standin`` overrides the scorer's own label."""
         fp = self.fingerprint
         return EmbeddingSpace(name, [Embedder("image", self.embed_images, fp + ":image"),
                                      Embedder("text", self.embed_texts, fp + ":text")],
@@ -153,3 +143,9 @@ class ReferenceScorer:
 
     def __repr__(self) -> str:
         return f"ReferenceScorer({self.model_id!r}, dim={self.dim}{', stand-in' if self.standin else ''})"
+
+
+def clip_space(model_id: str, *, name: str = "clip-reference", device: str | None = None,
+               standin: bool = False) -> EmbeddingSpace:
+    """A zero-training reference space (image and text embedders) from a CLIP checkpoint."""
+    return ReferenceScorer.from_pretrained(model_id, device=device, standin=standin).space(name)

@@ -1,13 +1,13 @@
-"""Cross-modal search: frozen encoders + a FusionModel (or any other shared space) + galleries.
+"""Embedding spaces for cross-modal search: frozen encoders + a FusionModel, or any other shared space.
 
 Why a "space" object: a query and a gallery are only comparable when both were embedded into the
-same vector space.  An :class:`EmbeddingSpace` is a named set of per-modality embedding functions that
-share one space: a trained FuseMix model with its encoders (:meth:`EmbeddingSpace.from_fusion`), or a
-zero-training reference such as CLIP (:func:`clip_space`), or any callables you plug in.  A
-:class:`Retriever` keeps galleries, each tied to the space its embeddings came from, and answers
-``query(modality, item, gallery, k)``: text -> image, image -> text, text -> audio, audio -> image (the
-emergent direction when audio and image adapters were both trained against one frozen text anchor),
-image -> image.  Asking with a modality the gallery's space cannot embed is a ``RetrievalError``.
+same vector space. An :class:`EmbeddingSpace` is a named set of per-modality embedding functions that
+share one space: a trained FuseMix model with its encoders (:meth:`EmbeddingSpace.from_fusion`), a
+zero-training reference such as CLIP (``fusemix.reference``), or any callables you plug in. Search a
+:class:`fusemix.gallery.Gallery` built with ``space.embedder(m)`` with ``space.embed(query_modality,
+items)``: text -> image, audio -> image (the emergent direction when both adapters were trained
+against one frozen text anchor), image -> image. A modality the space cannot embed is a
+``RetrievalError``.
 
 Every embedder carries a *fingerprint* (encoder description + adapter weights hash) so gallery caches
 made with one model are never reused by another.
@@ -17,22 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .gallery import Gallery, Hit
 from .model import FusionModel
 
-__all__ = ["RetrievalError", "Embedder", "FusionEmbedder", "EmbeddingSpace", "Retriever", "clip_space",
-           "adapter_fingerprint", "module_fingerprint"]
+__all__ = ["RetrievalError", "Embedder", "FusionEmbedder", "EmbeddingSpace", "adapter_fingerprint",
+           "module_fingerprint"]
 
 
 class RetrievalError(ValueError):
-    """A query the retriever cannot answer (unknown gallery, unsupported modality, bad k)."""
+    """A query a space cannot answer (unsupported modality, bad items, a broken embedder)."""
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -144,106 +142,3 @@ class EmbeddingSpace:
 
     def __repr__(self) -> str:
         return f"EmbeddingSpace({self.name!r}, modalities={self.modalities}{', stand-in' if self.standin else ''})"
-
-
-class Retriever:
-    """Galleries, each with the space its embeddings live in; top-k queries across modalities."""
-
-    def __init__(self, space: EmbeddingSpace | None = None):
-        self.default_space = space
-        self._galleries: dict[str, tuple[Gallery, EmbeddingSpace]] = {}
-
-    # -- galleries -------------------------------------------------------------------------------
-    @property
-    def galleries(self) -> dict[str, Gallery]:
-        return {n: g for n, (g, _) in self._galleries.items()}
-
-    def space_of(self, name: str) -> EmbeddingSpace:
-        return self._entry(name)[1]
-
-    def add_gallery(self, name: str, gallery: Gallery, space: EmbeddingSpace | None = None) -> Gallery:
-        """Register ``gallery`` under ``name``; ``space`` (default: the retriever's) embeds its queries.
-
-        If the space can embed the gallery's own modality, the gallery's fingerprint must be that
-        embedder's: a gallery embedded by another model would give meaningless scores.
-        """
-        space = space or self.default_space
-        if space is None:
-            raise RetrievalError("give a space for this gallery (the retriever has no default space)")
-        if not isinstance(name, str) or not name:
-            raise RetrievalError("gallery name must be a non-empty string")
-        own = space.embedders.get(gallery.modality)
-        if own is not None and own.fingerprint != gallery.fingerprint:
-            raise RetrievalError(f"gallery {name!r} was embedded by another model ({gallery.fingerprint[:40]}...) "
-                                 f"than space {space.name!r}'s {gallery.modality} embedder")
-        self._galleries[name] = (gallery, space)
-        return gallery
-
-    def build_gallery(self, name: str, source: str | os.PathLike | Sequence[Any], modality: str, *,
-                      space: EmbeddingSpace | None = None, **kwargs) -> Gallery:
-        """Embed a folder (path) or a list of items with the space's ``modality`` embedder, then register it.
-
-        ``kwargs`` go to :meth:`Gallery.from_folder` / :meth:`Gallery.from_items` (cache_dir, keys, meta...).
-        """
-        space = space or self.default_space
-        if space is None:
-            raise RetrievalError("give a space for this gallery (the retriever has no default space)")
-        emb = space.embedder(modality)
-        if isinstance(source, (str, os.PathLike)):  # a folder; a list of items otherwise
-            gallery = Gallery.from_folder(source, emb, modality=modality, **kwargs)
-        else:
-            gallery = Gallery.from_items(source, emb, modality=modality, name=name, **kwargs)
-        return self.add_gallery(name, gallery, space)
-
-    def _entry(self, name: str) -> tuple[Gallery, EmbeddingSpace]:
-        if name not in self._galleries:
-            raise RetrievalError(f"no gallery named {name!r}; have {sorted(self._galleries)}")
-        return self._galleries[name]
-
-    # -- queries ---------------------------------------------------------------------------------
-    def modalities_for(self, gallery_name: str) -> list[str]:
-        """Query modalities the named gallery can answer."""
-        return self.space_of(gallery_name).modalities
-
-    def embed_query(self, modality: str, items: Sequence[Any], gallery_name: str) -> torch.Tensor:
-        return self.space_of(gallery_name).embed(modality, items)
-
-    def query(self, modality: str, item: Any, gallery_name: str, k: int = 10) -> list[Hit]:
-        """Top-``k`` gallery items for one query item of ``modality`` (k > gallery size: all items)."""
-        return self.query_batch(modality, [item], gallery_name, k)[0]
-
-    def query_batch(self, modality: str, items: Sequence[Any], gallery_name: str, k: int = 10) -> list[list[Hit]]:
-        gallery, space = self._entry(gallery_name)
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise RetrievalError(f"k must be an integer >= 1, got {k!r}")
-        return gallery.search_batch(space.embed(modality, items), k)
-
-    def query_via(self, modality: str, item: Any, via_gallery: str, gallery_name: str, k: int = 10,
-                  pivots: int = 1) -> list[Hit]:
-        """Two-hop retrieval: find the ``pivots`` best items of ``via_gallery`` (e.g. captions), then
-        search ``gallery_name`` with the mean of their stored embeddings.
-
-        The baseline the emergent direction is compared with (audio -> captions -> images).
-        """
-        via, _ = self._entry(via_gallery)
-        target, _ = self._entry(gallery_name)
-        if via.dim != target.dim:
-            raise RetrievalError(f"galleries {via_gallery!r} and {gallery_name!r} live in different spaces "
-                                 f"(dims {via.dim} and {target.dim})")
-        hops = self.query(modality, item, via_gallery, pivots)
-        q = torch.stack([via.embedding(h.item.key) for h in hops]).mean(0)
-        return target.search(q, k)
-
-
-def clip_space(model_id: str, *, name: str = "clip-reference", device: str | None = None,
-               standin: bool | None = None) -> EmbeddingSpace:
-    """A zero-training reference space from a CLIP checkpoint (image and text embedders).
-
-    The same model as the demo's reference scorer (:class:`fusemix.reference.ReferenceScorer`:
-    ``CLIPModel`` + tokenizer + PIL image processor, L2-normalised projected features, captions
-    checked and cut at 77 tokens). ``standin`` defaults to whether the checkpoint is a
-    :mod:`fusemix.tiny` stand-in.
-    """
-    from .reference import ReferenceScorer
-
-    return ReferenceScorer.from_pretrained(model_id, device=device).space(name, standin=standin)

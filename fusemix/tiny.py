@@ -138,46 +138,30 @@ def save_tiny_clap(path: str | os.PathLike, seed: int = 0) -> Path:
     """
 
     def build(tmp: Path) -> None:
-        from transformers import (
-            ClapAudioConfig,
-            ClapConfig,
-            ClapFeatureExtractor,
-            ClapModel,
-            ClapProcessor,
-            ClapTextConfig,
-        )
+        from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor,
+                                  ClapTextConfig)
 
         tokenizer = _roberta_tokenizer(model_max_length=512)
-        text_cfg = ClapTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=514,
-            projection_dim=16,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        audio_cfg = ClapAudioConfig(
-            depths=[1, 1],
-            num_attention_heads=[2, 4],
-            patch_embeds_hidden_size=32,
-            hidden_size=64,
-            projection_dim=16,
-            enable_fusion=False,
-        )
-        config = ClapConfig(
-            text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(), projection_dim=16
-        )
-        model = ClapModel(config).eval()
+        text_cfg = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=514, projection_dim=16,
+                                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                  eos_token_id=tokenizer.eos_token_id)
+        audio_cfg = ClapAudioConfig(depths=[1, 1], num_attention_heads=[2, 4], patch_embeds_hidden_size=32,
+                                    hidden_size=64, projection_dim=16, enable_fusion=False)
+        config = ClapConfig(text_config=text_cfg.to_dict(), audio_config=audio_cfg.to_dict(), projection_dim=16)
+        ClapModel(config).eval().save_pretrained(tmp)
         fe = ClapFeatureExtractor(truncation="rand_trunc")
-        processor = ClapProcessor(feature_extractor=fe, tokenizer=tokenizer)
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        ClapProcessor(feature_extractor=fe, tokenizer=tokenizer).save_pretrained(tmp)
 
     return _atomic_build(path, "tiny ClapModel", seed, build)
+
+
+def _clip_text_config(tokenizer, **extra):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra)
 
 
 def save_tiny_sd_pipeline(path: str | os.PathLike, seed: int = 0) -> Path:
@@ -189,69 +173,25 @@ def save_tiny_sd_pipeline(path: str | os.PathLike, seed: int = 0) -> Path:
     """
 
     def build(tmp: Path) -> None:
-        from diffusers import (
-            AutoencoderKL,
-            DDIMScheduler,
-            StableDiffusionPipeline,
-            UNet2DConditionModel,
-        )
-        from transformers import CLIPTextConfig, CLIPTextModel
+        from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+        from transformers import CLIPTextModel
 
         tokenizer = _clip_tokenizer(model_max_length=77)
-        text_cfg = CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        text_encoder = CLIPTextModel(text_cfg).eval()
+        text_encoder = CLIPTextModel(_clip_text_config(tokenizer)).eval()
         unet = UNet2DConditionModel(
-            sample_size=16,  # latent side: 64 px / vae_scale_factor 4
-            in_channels=4,
-            out_channels=4,
-            layers_per_block=1,
-            block_out_channels=(32, 64),
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(8, 16, 32),  # 3 blocks: vae_scale_factor 4, 64x64 images
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=8,
-            sample_size=64,
-        )
-        scheduler = DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            steps_offset=1,
-        )
-        pipe = StableDiffusionPipeline(
-            vae=vae,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            unet=unet,
-            scheduler=scheduler,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-        )
-        pipe.save_pretrained(tmp)
+            sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,  # latent side: 64 px / vae scale 4
+            block_out_channels=(32, 64), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=8,
+            norm_num_groups=32)
+        vae = AutoencoderKL(  # 3 blocks: vae_scale_factor 4, 64x64 images
+            in_channels=3, out_channels=3, block_out_channels=(8, 16, 32), down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, layers_per_block=1, norm_num_groups=8,
+            sample_size=64)
+        scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                  set_alpha_to_one=False, steps_offset=1)
+        StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                safety_checker=None, feature_extractor=None,
+                                requires_safety_checker=False).save_pretrained(tmp)
 
     return _atomic_build(path, "tiny StableDiffusionPipeline", seed, build)
 
@@ -263,24 +203,12 @@ def save_tiny_image_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
         from transformers import Dinov2Config, Dinov2Model
         from transformers.models.bit import BitImageProcessorPil
 
-        cfg = Dinov2Config(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            mlp_ratio=2,
-            image_size=32,
-            patch_size=8,
-        )
+        cfg = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32,
+                           patch_size=8)
         Dinov2Model(cfg).eval().save_pretrained(tmp)
-        processor = BitImageProcessorPil(
-            size={"shortest_edge": 36},
-            crop_size={"height": 32, "width": 32},
-            do_center_crop=True,
-            do_convert_rgb=True,
-            image_mean=[0.485, 0.456, 0.406],
-            image_std=[0.229, 0.224, 0.225],
-        )
-        processor.save_pretrained(tmp)
+        BitImageProcessorPil(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32}, do_center_crop=True,
+                             do_convert_rgb=True, image_mean=[0.485, 0.456, 0.406],
+                             image_std=[0.229, 0.224, 0.225]).save_pretrained(tmp)
 
     return _atomic_build(path, "tiny Dinov2Model", seed, build)
 
@@ -293,15 +221,8 @@ def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
         from transformers import BertConfig, BertModel
 
         tokenizer = _bert_tokenizer(model_max_length=512)
-        cfg = BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=64, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
         BertModel(cfg).eval().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # sentence-transformers side files, as real sentence encoders ship them (mean pooling).
@@ -320,57 +241,28 @@ def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
     (:mod:`fusemix.reference`), loaded with the same ``from_pretrained`` code as a real CLIP."""
 
     def build(tmp: Path) -> None:
-        from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPVisionConfig
+        from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
         from transformers.models.clip import CLIPImageProcessorPil
 
         tokenizer = _clip_tokenizer(model_max_length=77)
-        text_cfg = CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=16,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        vision_cfg = CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=16,
-        )
-        config = CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision_cfg.to_dict(), projection_dim=16)
+        vision_cfg = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                      image_size=32, patch_size=8, projection_dim=16)
+        config = CLIPConfig(text_config=_clip_text_config(tokenizer, projection_dim=16).to_dict(),
+                            vision_config=vision_cfg.to_dict(), projection_dim=16)
         CLIPModel(config).eval().save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        processor = CLIPImageProcessorPil(
-            size={"shortest_edge": 32},
-            crop_size={"height": 32, "width": 32},
-            do_center_crop=True,
-            do_convert_rgb=True,
-        )
-        processor.save_pretrained(tmp)
+        CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True,
+                              do_convert_rgb=True).save_pretrained(tmp)
 
     return _atomic_build(path, "tiny CLIPModel", seed, build)
 
 
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
-    "clap": save_tiny_clap,
-    "sd": save_tiny_sd_pipeline,
-    "image": save_tiny_image_encoder,
-    "sentence": save_tiny_sentence_encoder,
-}
-
+    "clap": save_tiny_clap, "sd": save_tiny_sd_pipeline, "image": save_tiny_image_encoder,
+    "sentence": save_tiny_sentence_encoder}
 # Built only when asked for (``build_tiny_suite(root, extras=("clip",))``), so the default suite
 # stays what its callers expect.
-EXTRA_TINY_BUILDERS: dict[str, Callable[..., Path]] = {
-    "clip": save_tiny_clip,
-}
+EXTRA_TINY_BUILDERS: dict[str, Callable[..., Path]] = {"clip": save_tiny_clip}
 
 
 def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, ...] = ()) -> dict[str, Path]:
@@ -400,7 +292,6 @@ def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, 
                 if not is_standin(target):
                     raise
         out[name] = target
-    (root / "suite.json").write_text(
-        json.dumps({k: str(v) for k, v in out.items()} | {"seed": seed, "standin": True}, indent=2)
-    )
+    (root / "suite.json").write_text(json.dumps({k: str(v) for k, v in out.items()} | {"seed": seed, "standin": True},
+                                                indent=2))
     return out

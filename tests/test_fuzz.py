@@ -16,6 +16,7 @@ import struct
 from collections import Counter
 
 import numpy as np
+import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -139,8 +140,27 @@ def test_odd_python_objects_as_sources(obj):
     run(obj)
 
 
-def test_fuzz_summary(capsys):
-    """Runs last in this file: prints how many inputs the fuzzers tried and what became of them."""
+@pytest.mark.parametrize("kind", sorted(SEEDS))
+def test_intact_seeds_decode_to_their_tone_and_cut_ones_are_refused(kind):
+    """What the fuzzers mutate starts valid: every seed decodes to the 330 Hz tone it holds (the stereo
+    seed holds x and -x, which mix to silence), and the same file cut to 12 bytes is an AudioError."""
+    out = load_audio(SEEDS[kind], 8000)  # not through run(): STATS counts the fuzzers' inputs only
+    _check(out)
+    assert abs(out.size - _x.size) <= 100
+    if kind == "wavfloat":
+        assert np.abs(out).max() < 1e-6
+    else:
+        assert np.corrcoef(out[:_x.size], _x[:out.size])[0, 1] > 0.99
+    with pytest.raises(AudioError, match=r"\w"):
+        load_audio(SEEDS[kind][:12], 8000)
+
+
+def test_fuzzers_reach_both_outcomes(capsys):
+    """Runs last in this file: the fuzzers must have produced decoded audio *and* clear AudioErrors (a
+    campaign that only ever hits one path tests little); ``run`` already failed on any other exception."""
+    if not STATS:
+        pytest.skip("no fuzzer ran in this session")
     with capsys.disabled():
         print(f"\naudio fuzz: {sum(STATS.values())} inputs through load_audio and probe_audio: "
-              f"{STATS['decoded']} decoded to valid samples, {STATS['AudioError']} clear AudioErrors, 0 other exceptions")
+              f"{STATS['decoded']} decoded to valid samples, {STATS['AudioError']} clear AudioErrors")
+    assert STATS["decoded"] > 0 and STATS["AudioError"] > 0, dict(STATS)

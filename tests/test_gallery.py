@@ -151,7 +151,7 @@ def test_empty_and_missing_folders_are_errors(tmp_path):
         build(tmp_path / "junk", CountingEmbedder(), False)
     with pytest.raises(GalleryError, match="not found"):
         build(tmp_path / "nope", CountingEmbedder(), False)
-    with pytest.raises(GalleryError, match="image or audio"):
+    with pytest.raises(GalleryError, match="audio or image"):
         Gallery.from_folder(tmp_path, CountingEmbedder(), FP, modality="video")
 
 

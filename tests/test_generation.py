@@ -46,7 +46,7 @@ def world(tmp_path_factory):
     bridge.initialize_from_data(x, y)  # statistics only: this bridge is NOT trained
     bridge.save_pretrained(root / "bridge")
     a2i = AudioToImage.from_pretrained(str(sd), str(clap), bridge=str(root / "bridge"), caption_bank=str(bank_file),
-                                       device="cpu", cache_dir=str(root / "cache"))
+                                       device="cpu", cache_dir=str(root / "cache"), standin=True)
     return dict(a2i=a2i, root=root, clap=str(clap), sd=str(sd), bank_file=bank_file)
 
 
@@ -62,6 +62,8 @@ def test_image_of_requested_size_and_default_size(world):
     assert r.image.size == (128, 96)  # PIL: (width, height)
     assert set(r.timings) >= {"clap", "condition", "pipeline", "total"}
     assert any("stand-in" in n for n in r.notes)  # the UI can say these are random models
+    # the label comes from the caller that loaded the stand-ins, never from sniffing the folders
+    assert AudioToImage(a2i.pipe, a2i.audio_encoder, caption_bank=a2i.caption_bank).notes() == []
 
 
 def test_same_seed_same_image_other_seed_other_image(world):
@@ -211,7 +213,7 @@ def test_incompatible_parts_are_refused(world):
 
 def test_caption_bank_only_instance_serves_the_caption_route(world):
     a2i = world["a2i"]
-    only = AudioToImage(a2i.pipe, a2i.audio_encoder, caption_bank=a2i.caption_bank)
+    only = AudioToImage(a2i.pipe, a2i.audio_encoder, caption_bank=a2i.caption_bank, standin=True)
     assert only.routes == ("captions",)
     r = only.generate(tone(), sampling_rate=SR, seed=0)
     assert r.route == "captions" and r.captions

@@ -1,6 +1,7 @@
-"""Cross-modal retrieval: metrics through galleries match brute force; text -> image and emergent
-audio -> image (through a frozen text anchor) work far above chance on synthetic structured data;
-tiny Hugging Face encoders plug into the same Retriever; unsupported queries are clear errors."""
+"""Cross-modal retrieval as the demo does it (an EmbeddingSpace embeds the query, a Gallery built with
+the space's embedder answers it): metrics through galleries match brute force; text -> image and
+emergent audio -> image (through a frozen text anchor) work far above chance on synthetic structured
+data; tiny Hugging Face encoders and the CLIP reference plug in; unsupported queries are clear errors."""
 
 import json
 import math
@@ -16,7 +17,8 @@ from fusemix.gallery import Gallery, GalleryItem
 from fusemix.latents import LatentPairs, save_latent_pairs
 from fusemix.metrics import retrieval_metrics
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
-from fusemix.retrieval import Embedder, EmbeddingSpace, FusionEmbedder, RetrievalError, Retriever, clip_space
+from fusemix.reference import clip_space
+from fusemix.retrieval import Embedder, EmbeddingSpace, FusionEmbedder, RetrievalError
 
 # ---------------------------------------------------------------------------------- labelled set
 
@@ -121,12 +123,22 @@ def latent_space(model, name="synthetic", tag="v1"):
 
 
 @pytest.fixture(scope="module")
-def retriever(world):
-    r = Retriever(latent_space(world["model"]))
-    held = world["held"]
-    for m in DIMS:
-        r.build_gallery(f"{m}s", list(held[m]), m, keys=[str(i) for i in range(N_HELD)], progress=False)
-    return r
+def galleries(world):
+    """The held-out items of every modality, each a gallery embedded by the trained model's space."""
+    space, held = latent_space(world["model"]), world["held"]
+    keys = [str(i) for i in range(N_HELD)]
+    return space, {m: Gallery.from_items(list(held[m]), space.embedder(m), modality=m, keys=keys, progress=False)
+                   for m in DIMS}
+
+
+def search(space, gallery, modality, items, k):
+    return gallery.search_batch(space.embed(modality, list(items)), k)
+
+
+def via_captions(space, galleries, modality, item, k):
+    """The two-hop baseline: the best caption of the text gallery, then images by its stored embedding."""
+    hop = galleries["text"].search(space.embed(modality, [item])[0], 1)
+    return galleries["image"].search(galleries["text"].embedding(hop[0].item.key), k)
 
 
 def r_at(results, k):
@@ -140,17 +152,19 @@ def test_text_anchor_stays_frozen(world):
     assert sorted(world["model"].modalities) == ["audio", "image", "text"]
 
 
-def test_text_to_image_far_above_chance(retriever, world):
-    res = retriever.query_batch("text", list(world["held"]["text"]), "images", k=5)
+def test_text_to_image_far_above_chance(galleries, world):
+    space, g = galleries
+    res = search(space, g["image"], "text", world["held"]["text"], k=5)
     chance = 1 / N_HELD
     assert r_at(res, 1) > 40 * chance, r_at(res, 1)  # measured ~0.7 at this size
     assert r_at(res, 5) > 0.6
 
 
-def test_emergent_audio_to_image_against_chance_and_caption_route(retriever, world):
+def test_emergent_audio_to_image_against_chance_and_caption_route(galleries, world):
+    space, g = galleries
     audio = list(world["held"]["audio"])
-    direct = retriever.query_batch("audio", audio, "images", k=5)
-    route = [retriever.query_via("audio", a, "texts", "images", k=5) for a in audio]
+    direct = search(space, g["image"], "audio", audio, k=5)
+    route = [via_captions(space, g, "audio", a, k=5) for a in audio]
     chance = 1 / N_HELD
     d1, d5, v1, v5 = r_at(direct, 1), r_at(direct, 5), r_at(route, 1), r_at(route, 5)
     print(f"\naudio->image over {N_HELD} held-out items: emergent R@1 {d1:.3f} R@5 {d5:.3f}; "
@@ -159,24 +173,21 @@ def test_emergent_audio_to_image_against_chance_and_caption_route(retriever, wor
     assert d5 >= 0.8 * v5  # the direct route loses nothing against the two-hop route
 
 
-def test_unsupported_queries_are_clear_errors(retriever, world):
+def test_unsupported_queries_are_clear_errors(galleries, world):
+    space, g = galleries
     with pytest.raises(RetrievalError, match=r"cannot embed 'video' queries; it supports \[.*'audio'"):
-        retriever.query("video", world["held"]["audio"][0], "images")
-    with pytest.raises(RetrievalError, match="no gallery named 'photos'"):
-        retriever.query("text", world["held"]["text"][0], "photos")
-    with pytest.raises(RetrievalError, match="k must be"):
-        retriever.query("text", world["held"]["text"][0], "images", k=0)
-    hits = retriever.query("image", world["held"]["image"][7], "images", k=10_000)  # image -> image, k clamped
+        space.embed("video", [world["held"]["audio"][0]])
+    with pytest.raises(RetrievalError, match="items must be a list"):
+        space.embed("text", world["held"]["text"][0])
+    with pytest.raises(ValueError, match="k must be"):  # SearchInputError
+        g["image"].search(space.embed("text", [world["held"]["text"][0]])[0], k=0)
+    hits = search(space, g["image"], "image", [world["held"]["image"][7]], k=10_000)[0]  # image -> image, k clamped
     assert len(hits) == N_HELD and hits[0].item.key == "7"
     only_text = FusionModel(FusionConfig({"text": ModalitySpec("syn-text", DIMS["text"])}, proj_dim=32, depth=1))
-    r = Retriever(latent_space(only_text, "text-only"))
-    other = retriever.galleries["images"]
-    r.add_gallery("images", other)  # its space cannot embed images, so it cannot vouch for them: allowed
     with pytest.raises(RetrievalError, match="cannot embed 'audio'"):
-        r.query("audio", world["held"]["audio"][0], "images")
-    r2 = Retriever(latent_space(world["model"], "other-weights", tag="v2"))
-    with pytest.raises(RetrievalError, match="embedded by another model"):
-        r2.add_gallery("images", other)
+        latent_space(only_text, "text-only").embed("audio", [world["held"]["audio"][0]])
+    # another model's weights name another space: a gallery embedded by it is never taken for this one's
+    assert latent_space(world["model"], tag="v2").embedder("image").fingerprint != g["image"].fingerprint
 
 
 # ---------------------------------------------------------------------------------- tiny HF encoders
@@ -194,25 +205,25 @@ def tiny(tmp_path_factory):
     return enc, model, root
 
 
-def test_retriever_with_tiny_hf_encoders_and_default_gallery(tiny, tmp_path):
+def test_tiny_hf_encoders_search_the_default_gallery(tiny, tmp_path):
     from fusemix.default_gallery import build_default_gallery, default_gallery_dir
 
     enc, model, _ = tiny
     space = EmbeddingSpace.from_fusion(model, enc, standin=True)
-    r = Retriever(space)
     emb = space.embedder("image")
-    g = r.add_gallery("photos", build_default_gallery(emb, cache_dir=tmp_path))
+    g = build_default_gallery(emb, cache_dir=tmp_path)
     assert len(g) == len(DEFAULT_IMAGES) and g["coffee.png"].meta["licence"]
-    hits = r.query("text", "a cup of coffee", "photos", k=3)
+    hits = g.search(space.embed("text", ["a cup of coffee"])[0], k=3)
     assert len(hits) == 3 and hits[0].score >= hits[1].score >= hits[2].score
     assert all(isinstance(h.item.key, str) and h.item.path for h in hits)
-    own = r.query("image", str(default_gallery_dir() / "rocket.jpg"), "photos", k=1)[0]  # image -> image
+    own = g.search(space.embed("image", [str(default_gallery_dir() / "rocket.jpg")])[0], k=1)[0]  # image -> image
     assert own.item.key == "rocket.jpg" and own.score == pytest.approx(1.0, abs=1e-4)
     captions, _ = default_captions()
-    r.build_gallery("captions", captions, "text")
-    assert len(r.query("image", str(default_gallery_dir() / "chelsea.png"), "captions", k=4)) == 4  # image -> text
+    texts = Gallery.from_items(captions, space.embedder("text"), modality="text", progress=False)
+    chelsea = space.embed("image", [str(default_gallery_dir() / "chelsea.png")])[0]
+    assert len(texts.search(chelsea, k=4)) == 4  # image -> text
     with pytest.raises(RetrievalError, match="cannot embed 'audio'"):
-        r.query("audio", np.zeros(16000, np.float32), "photos")
+        space.embed("audio", [np.zeros(16000, np.float32)])
     again = build_default_gallery(emb, emb.fingerprint, cache_dir=tmp_path)
     assert again.report.embedded == 0 and again.report.reused == len(DEFAULT_IMAGES)
 
@@ -236,16 +247,16 @@ def test_clip_reference_space_plugs_in(tmp_path):
     from fusemix.tiny import save_tiny_clip
 
     save_tiny_clip(tmp_path / "clip")
-    space = clip_space(str(tmp_path / "clip"))
-    assert space.modalities == ["image", "text"] and space.standin  # read from the stand-in's marker
-    assert not clip_space(str(tmp_path / "clip"), standin=False).standin
-    r = Retriever()
+    space = clip_space(str(tmp_path / "clip"), standin=True)
+    assert space.modalities == ["image", "text"] and space.standin  # the caller says it loaded a stand-in
+    assert not clip_space(str(tmp_path / "clip")).standin  # never guessed from the folder
     files = ["astronaut.png", "coffee.png", "rocket.jpg"]
-    r.build_gallery("ref", default_gallery_dir(), "image", space=space, files=files, cache_dir=False)
-    hits = r.query("text", "a rocket at dusk", "ref", k=5)
+    g = Gallery.from_folder(default_gallery_dir(), space.embedder("image"), modality="image", files=files,
+                            cache_dir=False, progress=False)
+    hits = g.search(space.embed("text", ["a rocket at dusk"])[0], k=5)
     assert sorted(h.item.key for h in hits) == sorted(files)
     with pytest.raises(EncoderInputError, match="empty or whitespace"):  # the reference scorer's own check
-        r.query("text", "  ", "ref")
+        space.embed("text", ["  "])
     # the same model and features as the demo's reference scorer
     from fusemix.reference import ReferenceScorer
 

@@ -521,7 +521,7 @@ def test_pickle_only_checkpoints_are_refused_without_unpickling(pickle_only_mode
         "sentence": lambda: load_encoder("sentence", m["sentence"]),
         "sd-text": lambda: load_encoder("sd-text", m["sd"]),
         "reference": lambda: __import__("fusemix.reference", fromlist=["x"]).ReferenceScorer.from_pretrained(m["clip"]),
-        "retrieval": lambda: __import__("fusemix.retrieval", fromlist=["x"]).clip_space(m["clip"]),
+        "retrieval": lambda: __import__("fusemix.reference", fromlist=["x"]).clip_space(m["clip"]),
         "pipeline": lambda: __import__("fusemix.generation", fromlist=["x"]).AudioToImage.from_pretrained(
             sd_model=m["sd"], clap_model=m["clap"], caption_bank=False),
     }
