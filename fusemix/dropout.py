@@ -1,21 +1,13 @@
 """GELU then dropout in one autograd node, with a mask that costs 16 random bits per element.
 
-Why: at the paper's sizes (dropout 0.6 after every [B, 4d] GELU) a CPU training step spent ~20% of
-its time in ``nn.Dropout``'s ``bernoulli_`` mask and the extra passes around it (see
-``benchmarks/train_throughput.py``). Here:
-
-- the mask comes from raw 64-bit random words, each cut into four 16-bit integers compared with
-  ``round(keep * 2**16)``: ~10x cheaper than ``bernoulli_``, and driven by the same torch generator,
-  so seeding and ``--resume`` behave exactly as before;
-- torch fills random words on one core (its CPU generator is serial): a large mask is drawn in
-  fixed 1 MB chunks, each from its own generator seeded by the caller's, filled on all of torch's
-  threads at once. The chunking is fixed, so the mask depends on the seed, never on the thread count;
-- the keep probability is quantised to 1/65536 and survivors are scaled by its exact inverse, so
-  the output's expectation still equals the input;
-- the mask is a float tensor of 0 and 1/keep, multiplied in place into the GELU output; backward
-  multiplies it into GELU's gradient in place: no tensor beyond those two is allocated.
-
-On CUDA, ``F.gelu`` + ``F.dropout`` (a fused Philox kernel) are already cheap and are used as is.
+Why: on CPU, ``nn.Dropout``'s ``bernoulli_`` mask and the passes around it are a large share of a
+training step at the paper's sizes (figures: docs/performance.md). Here the mask comes from raw
+64-bit random words cut into four 16-bit slices compared with ``round(keep * 2**16)``, drawn from the
+same torch generator (seeding and ``--resume`` behave as before); a large mask is drawn in fixed
+chunks, each from its own generator seeded by the caller's, on all of torch's threads (the mask
+depends on the seed, never on the thread count); survivors are scaled by the exact inverse of the
+quantised keep probability (unbiased); mask and GELU output are multiplied in place, forward and
+backward. On CUDA, ``F.gelu`` + ``F.dropout`` (a fused kernel) are used as is.
 """
 from __future__ import annotations
 
@@ -38,7 +30,7 @@ def keep_levels(p: float) -> int:
     return max(1, round((1.0 - p) * _LEVELS))
 
 
-_CHUNK_WORDS = 1 << 17  # 1 MB of random words per chunk generator (CPU)
+_CHUNK_WORDS = 1 << 17  # random words per chunk generator (CPU)
 
 
 def _fill_random(words: torch.Tensor, generator: torch.Generator | None) -> None:

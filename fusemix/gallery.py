@@ -1,25 +1,18 @@
 """Gallery: a folder (or list) of images, sounds or captions, embedded once and searchable by top-k.
 
-Why a cache: embedding is the expensive step (a frozen encoder + an adapter per item), so a gallery
-embeds each *file content* once per model.  The cache is one safetensors file (the embeddings) plus
-one JSON manifest (per item: key, sha256 of the content, size, mtime; the model fingerprint; what was
-skipped), both written atomically and tied together by a random ``manifest_id``: a crash between the
-two writes leaves a mismatch that is detected, and the cache is then simply rebuilt.
+Embedding is the expensive step, so each *file content* is embedded once per model: the cache is a
+safetensors file (embeddings) plus a JSON manifest (per item: key, sha256, size, mtime; the model
+fingerprint; what was skipped), written atomically and tied by a random ``manifest_id`` (a crash
+between the two writes is detected and the cache rebuilt). A rebuild embeds only new or changed
+content (matched by hash, so renamed files are reused), drops vanished files, and trusts unchanged
+size + mtime unless ``rehash=True``.
 
-Rebuilding (``Gallery.from_folder`` again, or ``gallery.refresh()``) embeds only what is new or whose
-content changed, reuses the rest (matched by content hash, so renamed files are reused too) and drops
-files that disappeared.  Files whose size and mtime are unchanged are trusted without re-hashing
-(``rehash=True`` hashes everything).
+Scanning is defensive: symlinks leading outside the root, symlinked folders, hidden files, FIFOs and
+devices are never read; unreadable or non-media files, files over ``max_bytes`` and duplicates are
+skipped and *counted* in ``gallery.report``. A gallery with no usable item is a ``GalleryError``.
 
-Folder scanning is defensive: symlinks whose target lies outside the gallery root are never followed,
-symlinked directories are never descended, hidden (dot) files and folders are ignored, non-regular
-files (FIFOs, devices) are never opened, and unreadable / truncated media, non-media files, files over
-``max_bytes`` and duplicate contents are skipped and *counted* in ``gallery.report`` (reason -> keys).
-A gallery with no usable item is a ``GalleryError``, never an empty gallery.
-
-The embedding function is anything ``list[item] -> Tensor[B, P]``: items are RGB ``PIL.Image``s for
-image galleries, ``(sample_rate, float32 mono samples)`` tuples for audio galleries (fusemix encoders
-accept both) and the given objects for ``from_items`` galleries.  Rows are L2-normalised on the way in.
+``embed_fn`` is any ``list[item] -> Tensor[B, P]`` (RGB ``PIL.Image``s, ``(sample_rate, samples)``
+tuples, or the ``from_items`` objects); rows are L2-normalised on the way in.
 """
 
 from __future__ import annotations
@@ -41,8 +34,6 @@ import torch
 from .conventions import EXTENSIONS, cache_root
 from .io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .search import SearchIndex, build_index
-
-__all__ = ["Gallery", "GalleryError", "GalleryItem", "GalleryReport", "Hit", "content_hash", "default_cache_dir"]
 
 FORMAT = "fusemix.gallery.v1"
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -161,14 +152,6 @@ class _Candidate:
     sha256: str | None = None
 
 
-def _within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-        return True
-    except ValueError:
-        return False
-
-
 def _scan(root: Path, exts: frozenset, max_bytes: int, report: GalleryReport,
           only: set[str] | None, skip_dirs: list[Path]) -> list[_Candidate]:
     """Walk ``root`` without following links; return the media files that may be read, sorted by key."""
@@ -182,7 +165,7 @@ def _scan(root: Path, exts: frozenset, max_bytes: int, report: GalleryReport,
             if d.startswith(".") or any(p.resolve() == s for s in skip_dirs):
                 continue
             if p.is_symlink():  # never descended; counted when it leads outside the root
-                if not _within(p.resolve(), root_real):
+                if not p.resolve().is_relative_to(root_real):
                     report.skip("symlink_outside_root", p.relative_to(root).as_posix() + "/")
                 continue
             keep_dirs.append(d)
@@ -197,7 +180,7 @@ def _scan(root: Path, exts: frozenset, max_bytes: int, report: GalleryReport,
             target = p
             if p.is_symlink():
                 target = p.resolve()
-                if not _within(target, root_real):
+                if not target.is_relative_to(root_real):
                     report.skip("symlink_outside_root", key)
                     continue
             if p.suffix.lower() not in exts:

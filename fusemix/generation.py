@@ -1,17 +1,12 @@
 """AudioToImage: a sound -> an image, through CLAP and any diffusers Stable Diffusion pipeline.
 
-Two routes turn the sound into the ``prompt_embeds`` the UNet cross-attends to:
-
-- ``bridge``: CLAP audio latent -> :class:`fusemix.bridge.ConditioningBridge` -> prompt_embeds;
-- ``captions`` (zero training): CLAP audio latent -> the nearest captions of a
-  :class:`fusemix.caption_bank.CaptionBank` -> the best caption, encoded by the pipeline's own
-  text encoder. The matched captions are returned so a user sees why the image looks as it does.
-
-The pipeline is called as any user would, with ``prompt_embeds`` and ``negative_prompt_embeds``
-(no subclass), so every ``StableDiffusionPipeline`` checkpoint of the bridge's text-encoder
-family works. Generation is deterministic under a seed (a CPU ``torch.Generator``). Bad input
-is refused with the allowed range; a NaN or all-black output (fp16 overflow, safety checker) is
-an error, never an image passed off as a result.
+Two routes give the ``prompt_embeds`` the UNet cross-attends to: ``bridge`` (CLAP audio latent ->
+:class:`fusemix.bridge.ConditioningBridge`) and ``captions`` (zero training: the nearest captions of
+a :class:`fusemix.caption_bank.CaptionBank`, encoded by the pipeline's own text encoder and returned,
+so a user sees why the image looks as it does). The pipeline is called as any user would, with
+``prompt_embeds`` (no subclass), so every SD checkpoint of the bridge's text-encoder family works.
+Deterministic under a seed; bad input is refused with the allowed range; a NaN or all-black output
+is an error, never an image passed off as a result.
 """
 from __future__ import annotations
 
@@ -39,16 +34,9 @@ MAX_SEED = 2**63 - 1
 BLACK_LEVEL = 2.0 / 255.0  # an image whose brightest pixel is below this is "all black"
 
 # name -> diffusers scheduler class name; "default" keeps the checkpoint's own scheduler.
-SCHEDULERS = {
-    "default": None,
-    "ddim": "DDIMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler_a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-    "pndm": "PNDMScheduler",
-    "lcm": "LCMScheduler",
-}
+SCHEDULERS = {"default": None, "ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler",
+              "euler_a": "EulerAncestralDiscreteScheduler", "dpm++": "DPMSolverMultistepScheduler",
+              "unipc": "UniPCMultistepScheduler", "pndm": "PNDMScheduler", "lcm": "LCMScheduler"}
 
 
 class GenerationParamError(ValueError):

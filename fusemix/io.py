@@ -116,7 +116,7 @@ def _sort_safetensors_metadata(path: str | os.PathLike) -> None:
     """Rewrite a safetensors header in place with its ``__metadata__`` keys sorted.
 
     Why: safetensors writes ``__metadata__`` from a hash map, so the same tensors and metadata
-    give different bytes in every process (measured: 4 processes, 4 key orders), and a file's
+    give different bytes in different processes, and a file's
     sha256 (cache manifests, the demo's gallery and caption-bank caches) would not depend on its
     content alone. Only key order changes: the header keeps its length, so tensor offsets and
     the data are untouched. A header this does not reproduce byte for byte in length is left as

@@ -1,24 +1,14 @@
 """Pair sources: where (item, captions) pairs come from, before any encoder touches them.
 
-A source is a random-access sequence of :class:`PairRecord` (an item id, the item - a file path
-or an already loaded object - and its captions). Several captions per item are kept as a group,
-because retrieval evaluation (COCO, Flickr30K, Clotho: five each) needs them.
-
-Bad rows never stop a dataset: a missing file, an empty path or an item without any non-empty
-caption is left out and recorded in ``source.skipped`` (id + reason), so the caller can report it.
-
-Three kinds:
-- :class:`ManifestSource`: a CSV or JSONL manifest (item path relative to the manifest, caption
-  column(s); several rows per item or a list-valued caption cell give caption groups).
-- :func:`open_folder`: a Hugging Face ``audiofolder`` / ``imagefolder`` directory with
-  ``metadata.csv`` or ``metadata.jsonl`` (``file_name`` + caption column). The metadata is read here
-  rather than through ``datasets.load_dataset("audiofolder")``, which needs torchcodec even with
-  ``Audio(decode=False)`` (measured: it encodes audio while preparing the split).
-- :class:`DatasetSource`: an in-memory ``datasets.Dataset`` or a hub dataset (:func:`hub_source`).
-  Audio columns are read undecoded and decoded later by ``fusemix.audio.load_audio``.
-
-``fingerprint()`` is deterministic: it changes when a file (name, size, mtime - or content with
-``content_hash=True``), an id or a caption changes, so the latent cache can never mix datasets.
+A source is a random-access sequence of :class:`PairRecord` (id, item - a path or a loaded object -
+and its captions); several captions per item stay one group (retrieval evaluation needs them). Bad
+rows never stop a dataset: a missing file, an empty path or an item without a usable caption is left
+out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL, paths relative to
+the manifest), :func:`open_folder` (an ``audiofolder``/``imagefolder`` with ``metadata.csv|jsonl``,
+read here because ``datasets.load_dataset("audiofolder")`` needs torchcodec even undecoded) and
+:class:`DatasetSource` (a ``datasets.Dataset`` or :func:`hub_source`; audio stays undecoded until
+``fusemix.audio.load_audio``). ``fingerprint()`` changes when a file (name, size, mtime - or content
+with ``content_hash=True``), an id or a caption changes, so the latent cache never mixes datasets.
 """
 from __future__ import annotations
 
@@ -403,9 +393,3 @@ def open_source(data: Any, *, caption_column: str | Sequence[str] = "caption", i
         return ManifestSource(path, item_column=item_column or "file_name", caption_column=caption_column,
                               id_column=id_column, content_hash=content_hash)
     raise PairSourceError(f"{path} is neither a manifest file nor a dataset folder")
-
-
-__all__ = [
-    "DatasetSource", "ManifestSource", "PairRecord", "PairSource", "PairSourceError", "Skip", "find_metadata",
-    "hub_source", "open_folder", "open_source",
-]

@@ -1,19 +1,11 @@
 """The zero-training reference scorer for caption -> images: a CLIP model, used as it ships.
 
-Before any FuseMix image-text adapter has been trained, a caption can still be matched to images
-by a contrastively pre-trained CLIP: both towers project into one space, so cosine similarity of
-``get_text_features`` and ``get_image_features`` ranks a gallery. The demo labels this route as
-the *reference* (no FuseMix involved) and keeps it selectable next to trained adapters, so the
-two can be compared on the same gallery.
-
-Default checkpoint: ``openai/clip-vit-base-patch32`` (151 M parameters, ~0.6 GB in float32): the
-smallest OpenAI CLIP, chosen because the demo's CPU target (2 vCPU) embeds the default gallery with
-it in seconds. Any ``CLIPModel`` checkpoint works (``--reference-model``), e.g.
-``laion/CLIP-ViT-H-14-laion2B-s32B-b79K``, whose text tower is the one sd-turbo / SD 2.x condition
-on (~4 GB: fine on a GPU, slow on a free CPU Space).
-
-The model, tokenizer and image processor load with ``from_pretrained(repo_id_or_path)``; images go
-through the PIL-based image processor (torchvision is not needed). Outputs are L2-normalised.
+Before any FuseMix image-text adapter is trained, a contrastively pre-trained CLIP still ranks a
+gallery for a caption (cosine similarity of ``get_text_features`` and ``get_image_features``). The
+demo labels this route the *reference* (no FuseMix involved) and keeps it next to trained adapters
+so the two can be compared on one gallery. Default: ``openai/clip-vit-base-patch32``, the smallest
+OpenAI CLIP (fast enough for a CPU Space); any ``CLIPModel`` checkpoint works. Images go through the
+PIL-based image processor (no torchvision); outputs are L2-normalised.
 """
 from __future__ import annotations
 
@@ -34,8 +26,6 @@ from .retrieval import Embedder, EmbeddingSpace, module_fingerprint
 logger = logging.getLogger(__name__)
 
 DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
-
-__all__ = ["DEFAULT_REFERENCE_MODEL", "ReferenceScorer", "clip_space"]
 
 
 def _features(out: Any) -> torch.Tensor:

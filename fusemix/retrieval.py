@@ -25,9 +25,6 @@ import torch
 
 from .model import FusionModel
 
-__all__ = ["RetrievalError", "Embedder", "FusionEmbedder", "EmbeddingSpace", "adapter_fingerprint",
-           "module_fingerprint"]
-
 
 class RetrievalError(ValueError):
     """A query a space cannot answer (unsupported modality, bad items, a broken embedder)."""

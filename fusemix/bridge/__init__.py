@@ -1,5 +1,5 @@
-"""The audio -> Stable Diffusion bridge, by concern: ``model`` (ConditioningBridge, its config and
-loss), ``heads``, ``compat`` (which encoders a bridge fits), ``data`` (both CLAP towers as one
+"""The audio -> Stable Diffusion bridge, by concern: ``model`` (ConditioningBridge, its config, heads and
+loss), ``compat`` (which encoders a bridge fits), ``data`` (both CLAP towers as one
 training set) and ``cli`` (``python -m fusemix.bridge``: record the audio mean)."""
 from .cli import set_audio_mean_main
 from .compat import (TEXT_ENCODER_FAMILIES, BridgeConfigError, IncompatibleBridgeError, check_compatible,

@@ -1,24 +1,15 @@
 """ConditioningBridge: a CLAP latent -> the ``prompt_embeds`` sequence a Stable Diffusion UNet reads.
 
-The SD text encoder is frozen; its encodings of captions are the regression targets, so the
-bridge learns to *speak the text encoder's language* and any diffusers SD pipeline of the same
-text-encoder family can be conditioned on a sound. Heads (``fusemix.bridge.heads``): ``lowrank``
-(the default, the measured winner in docs/audio_to_image.md) and ``direct``. Both predict
-``seq_mean + target_std * head(x)``: the mean caption encoding plus a residual in units of the
-targets' standard deviation, so training starts at the right scale.
-
-Loss (``training_loss``) = ``contrastive_weight`` * symmetric InfoNCE between *pooled* bridge
-outputs and pooled caption encodings + ``regression_weight`` * sequence MSE over the targets'
-variance (1.0 means "predicts the mean"). Pooling = mean over tokens 1..T-1 minus the dataset's
-mean pooled vector, L2-normalised: token 0 (BOS) is the same for every prompt, the EOS position
-depends on the prompt's length (unknown for a sound), and without centering every pooled vector
-shares one large common direction.
-
-Inputs are centred and scaled, ``(x - mean) / input_scale``, with statistics of the training
-latents (CLAP embeddings share one large common direction). Captions-only training: train on
-CLAP *text* latents, serve CLAP *audio* latents; CLAP's towers share a space with a modality gap,
-so the bridge can store each tower's mean latent (``modality_means``) and centre an input on its
-own tower's mean.
+The frozen SD text encoder's encodings of captions are the regression targets, so the bridge speaks
+that encoder's language and any SD pipeline of its text-encoder family can be conditioned on a sound.
+Heads (``lowrank``, the measured winner in docs/audio_to_image.md, and ``direct``) predict ``seq_mean + target_std * head(x)``, so training starts at the right scale.
+``training_loss`` = ``contrastive_weight`` * InfoNCE between *pooled* outputs and pooled caption
+encodings + ``regression_weight`` * sequence MSE over the targets' variance (1.0 = "predicts the
+mean"). Pooling = centred mean of tokens 1..T-1, L2-normalised: token 0 (BOS) is the same for every
+prompt, EOS's position depends on the prompt's length (unknown for a sound), and uncentred pooled
+vectors share one large common direction. Inputs are centred and scaled by training statistics
+likewise. Captions-only training (CLAP *text* latents in, *audio* served) corrects CLAP's modality gap
+by centring each input on its own tower's mean (``modality_means``).
 """
 from __future__ import annotations
 
@@ -30,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..adapter import Adapter
 from ..checkpoint import CheckpointError, Pretrained
 from ..conventions import kind_of, model_id_of
 from ..loss import ContrastiveLoss
 from .compat import BridgeConfigError, check_compatible
-from .heads import HEAD_CLASSES, LowRankHead
 
 MODEL_TYPE = "fusemix.ConditioningBridge"
-HEADS = tuple(HEAD_CLASSES)
+HEADS = ("direct", "lowrank")
 MODALITIES = ("audio", "text")
 TRAIN_MODALITIES = ("audio", "text", "both")
 # Fields of the removed "decoder" head: configs saved before its removal still load.
@@ -102,6 +93,54 @@ class BridgeConfig:
         if unknown:
             raise CheckpointError(f"bridge config has unknown fields {unknown}; written by a newer fusemix?")
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# --------------------------------------------------------------------------- heads: [B, in_dim] -> [B, T, D]
+
+
+class DirectHead(nn.Module):
+    """Residual MLP straight to all T*D numbers; simple, but T*D*in_dim parameters."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.seq_len, self.out_dim = c.seq_len, c.out_dim
+        self.mlp = Adapter(c.in_dim, c.seq_len * c.out_dim, c.depth, c.expansion, c.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x).view(x.shape[0], self.seq_len, self.out_dim)
+
+
+class LowRankHead(nn.Module):
+    """Residual MLP to ``rank`` whitened coefficients of a frozen PCA basis of caption encodings,
+    so every output lies in the span of real caption encodings."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.seq_len, self.out_dim = c.seq_len, c.out_dim
+        self.mlp = Adapter(c.in_dim, c.rank, c.depth, c.expansion, c.dropout)
+        self.register_buffer("basis", torch.zeros(c.rank, c.seq_len * c.out_dim))
+        self.register_buffer("basis_scale", torch.zeros(c.rank))  # std of each coefficient
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        coef = self.mlp(x) * self.basis_scale
+        return (coef @ self.basis).view(x.shape[0], self.seq_len, self.out_dim)
+
+    @torch.no_grad()
+    def fit(self, centred: torch.Tensor, seed: int = 0) -> float:
+        """PCA of centred targets [N, T*D]; returns the fraction of variance the basis keeps."""
+        n = centred.shape[0]
+        q = min(self.basis.shape[0], n, centred.shape[1])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            _, s, v = torch.svd_lowrank(centred, q=min(q + 8, n, centred.shape[1]), niter=3)
+        self.basis.zero_()
+        self.basis_scale.zero_()
+        self.basis[:q] = v[:, :q].t()
+        self.basis_scale[:q] = s[:q] / math.sqrt(max(n - 1, 1))
+        return float(s[:q].pow(2).sum() / centred.pow(2).sum().clamp_min(1e-12))
+
+
+HEAD_CLASSES = {"direct": DirectHead, "lowrank": LowRankHead}  # the keys are HEADS
 
 
 class ConditioningBridge(nn.Module, Pretrained):
