@@ -3,7 +3,7 @@ how much does the captions-only route lose to CLAP's modality gap?
 
 ``--section heads`` (default) trains each head of ``fusemix.bridge`` with the same FuseMix loop on
 the same training pairs and prints, on the same held-out pairs: bridge -> caption R@1 (pooled, see
-fusemix/bridge.py), sequence relative MSE (1.0 = no better than the mean caption encoding), centred
+fusemix/bridge/model.py), sequence relative MSE (1.0 = no better than the mean caption encoding), centred
 token cosine, output/target norm ratio, parameter count, forward time and training time.
 ``--sweep-weights`` adds runs of the default head with several regression weights.
 
@@ -251,7 +251,6 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--rank", type=int, default=128)
-    p.add_argument("--decoder-dim", type=int, default=256)
     p.add_argument("--sweep-weights", action="store_true")
     p.add_argument("--sweep-head", default="", help="head for the weight sweep (default: BridgeConfig's default)")
     p.add_argument("--reg-weights", type=float, nargs="+", default=[0.0, 0.1, 1.0, 10.0],
@@ -282,7 +281,7 @@ def main(argv=None) -> list[dict]:
           f"({time.perf_counter() - t0:.1f}s); chance R@1 = {1 / args.n_heldout:.4f}; "
           f"{args.steps} steps x batch {args.batch}, torch threads {torch.get_num_threads()}", flush=True)
     common = dict(in_dim=x.shape[1], seq_len=y.shape[1], out_dim=y.shape[2], depth=args.depth,
-                  dropout=args.dropout, rank=args.rank, decoder_dim=args.decoder_dim,
+                  dropout=args.dropout, rank=args.rank,
                   clap_model="benchmark", sd_model="benchmark")
     results = []
     for head in filter(None, args.heads.split(",")):
