@@ -139,7 +139,8 @@ def model_card(job: BridgeJob, info: dict) -> str:
         f"| held-out caption R@1 (pooled) | {info['heldout_r1']:.3f} among {info['heldout']} |",
         f"| audio mean | {mean} |", f"| trained | {info['date']} in {info['seconds']:.0f} s |",
         f"| hardware | {info['hardware']} |", f"| train.py arguments | `{' '.join(info['train_args'])}` |",
-        "", f"Stand-in models: {info['standin']}." if info.get("standin") else "", ""])
+        "", "Trained on RANDOM stand-in models (fusemix.tiny): its outputs are meaningless." if info["standin"]
+        else "", ""])
 
 
 def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), latent_cache: str | None = None,
@@ -229,9 +230,10 @@ def main(argv=None) -> int:
     p.add_argument("--max_captions", type=int, default=DEFAULT_MAX_CAPTIONS, help="use at most this many (0: all)")
     p.add_argument("--audio", nargs="*", default=[], help="unlabelled clips or folders for the audio mean")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--standin", action="store_true", help="the models are random stand-ins: say so in the card")
     args, extra = p.parse_known_args(argv)  # anything else goes to train.py (e.g. --epochs 50)
     job = make_job(args.clap, args.sd, args.captions, args.max_captions or None, args.seed, extra)
-    out = train_caption_bridge(job, args.out, audio=args.audio,
+    out = train_caption_bridge(job, args.out, audio=args.audio, standin=args.standin,
                                progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
     print(json.dumps({"bridge": str(out), "captions": len(job.captions), "key": job.key}))
     return 0

@@ -8,6 +8,10 @@ Its ``status()`` is what the UI shows; a failure leaves the app on the caption r
 from __future__ import annotations
 
 import logging
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -90,18 +94,36 @@ class LiveBridge:
         self.path = Path(path)
         self._set(state="ready", stage="done")
 
-    def _run(self) -> None:
+    def command(self) -> list[str]:
+        """The ``train_bridge.py`` command that trains exactly ``self.job`` into its cache folder."""
         import train_bridge
+
+        j = self.job
+        return [sys.executable, train_bridge.__file__, "--clap", j.clap_model, "--sd", j.sd_model,
+                "--captions", j.corpus, "--max_captions", str(len(j.captions)), "--seed", str(j.seed),
+                "--out", str(train_bridge.cached_bridge(j, self.cache_dir)),
+                *(["--standin"] if self.standin else []), *(["--audio", *map(str, self.audio)] if self.audio else []),
+                *j.train_args]
+
+    def _run(self) -> None:
+        """Train in a child process at the lowest CPU priority, so requests keep their speed."""
         from fusemix.bridge import ConditioningBridge
 
-        t0 = time.time()
+        t0, tail = time.time(), []
         try:
-            path = train_bridge.ensure_bridge(self.job, self.cache_dir, audio=self.audio, standin=self.standin,
-                                              progress=lambda stage, done, total: self._set(stage=stage, done=done,
-                                                                                            total=total))
+            proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    preexec_fn=lambda: os.nice(19))
+            for line in proc.stderr:
+                tail = (tail + [line.strip()])[-5:]
+                m = re.match(r"^(.+): (\d+)/(\d+)$", line.strip())
+                if m:
+                    self._set(stage=m[1], done=int(m[2]), total=int(m[3]))
+            if proc.wait() != 0:
+                raise RuntimeError(tail[-1] if tail else f"exit code {proc.returncode}")
+            path = Path(self.command()[self.command().index("--out") + 1])
             self._ready(path, ConditioningBridge.from_pretrained(path))
         except Exception as exc:  # noqa: BLE001 - the app must keep serving the caption route
-            logger.exception("live bridge training failed")
+            logger.warning("live bridge training failed: %s", exc)
             self._set(state="failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
         finally:
             self._set(seconds=time.time() - t0)
