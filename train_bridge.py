@@ -1,0 +1,247 @@
+"""Train a FuseMix conditioning bridge from captions alone, in one command.
+
+CLAP puts audio and text in one space, so a bridge from CLAP's *text* tower into a Stable
+Diffusion text encoder's ``prompt_embeds``, trained on nothing but a caption corpus, also serves
+CLAP *audio* latents (route b). The modality gap between the towers is corrected by centring each
+input on its own tower's mean; the audio mean needs only unlabelled clips.
+
+    python train_bridge.py --clap laion/clap-htsat-unfused --sd stabilityai/sd-turbo --out weights/bridge
+    python train_bridge.py ... --captions my_captions.txt --audio demo/examples   # own corpus, audio mean
+
+Steps: encode the corpus with both text encoders (cached latents, like every extraction) ->
+train.py --model bridge (captions only) -> record the audio mean of the given clips -> write the
+bridge with a model card, atomically (a kill leaves no half-written bridge).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import train
+from fusemix.caption_bank import load_captions
+from fusemix.conventions import AUDIO_EXTENSIONS, cache_root
+from fusemix.latents import save_latent_pairs
+from fusemix.pairs import PairSource
+
+CODE_VERSION = "1"  # bump when a change here or in the bridge makes cached bridges stale
+DEFAULT_CORPUS = Path(__file__).resolve().parent / "fusemix" / "data" / "sound_captions.txt"
+DEFAULT_MAX_CAPTIONS = 2000
+# train.py settings for a caption corpus (docs/real_bridge.md says how they were chosen).
+BRIDGE_ARGS = ["--model", "bridge", "--bridge_head", "lowrank", "--depth", "2", "--dropout", "0.1",
+               "--epochs", "30", "--lr", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "20",
+               "--heldout_fraction", "0.05", "--eval_every", "10", "--save_every", "10"]
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+class CaptionSource(PairSource):
+    """A caption corpus as a pair source: each caption is its own item (captions-only training)."""
+
+    modality = None
+
+    def __init__(self, captions: list[str]):
+        self.ids = [hashlib.sha256(c.encode()).hexdigest()[:16] for c in captions]
+        self.captions = [(c,) for c in captions]
+        self.skipped = []
+
+    def item(self, i: int) -> str:
+        return self.captions[i][0]
+
+    def items_fingerprint(self) -> str:
+        return self.captions_fingerprint()
+
+
+@dataclass
+class BridgeJob:
+    """What a captions-only bridge is trained from; its key names the cached result."""
+
+    clap_model: str
+    sd_model: str
+    captions: list[str]
+    corpus: str  # where the captions came from (a path), for the model card
+    seed: int = 0
+    train_args: list[str] = field(default_factory=list)
+
+    @property
+    def corpus_sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.captions).encode()).hexdigest()
+
+    @property
+    def key(self) -> str:
+        payload = [CODE_VERSION, self.clap_model, self.sd_model, self.corpus_sha256, self.seed,
+                   BRIDGE_ARGS + self.train_args]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
+
+
+def make_job(clap_model: str, sd_model: str, captions: str | os.PathLike | None = None,
+             max_captions: int | None = DEFAULT_MAX_CAPTIONS, seed: int = 0,
+             train_args: list[str] | None = None) -> BridgeJob:
+    """The job for a corpus file (default: fusemix's sound captions), at most ``max_captions`` of it
+    (a seeded sample, so the key is stable)."""
+    path = Path(captions) if captions else DEFAULT_CORPUS
+    caps = load_captions(path)
+    if max_captions is not None:
+        if max_captions < 20:
+            raise ValueError(f"max_captions must be at least 20 (train/held-out split), got {max_captions}")
+        if len(caps) > max_captions:
+            caps = sorted(random.Random(seed).sample(caps, max_captions))
+    if len(caps) < 20:
+        raise ValueError(f"{path} holds {len(caps)} captions; a bridge needs at least 20")
+    return BridgeJob(str(clap_model), str(sd_model), caps, str(path), seed, list(train_args or []))
+
+
+def audio_files(paths) -> list[Path]:
+    """Audio files among ``paths`` (files, or folders searched recursively), sorted."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        found += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS) if p.is_dir() else [p]
+    return found
+
+
+def _hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
+
+
+def model_card(job: BridgeJob, info: dict) -> str:
+    mean = (f"mean CLAP audio latent of {info['audio_clips']} unlabelled clips (audio is centred on it)"
+            if info["audio_clips"] else
+            "none: no clips were given, so audio is centred on the CLAP *text* mean (the modality gap "
+            "is not corrected)")
+    return "\n".join([
+        "# FuseMix conditioning bridge, trained from captions alone", "",
+        "CLAP text latents -> Stable Diffusion `prompt_embeds`, serving CLAP audio latents (route b).",
+        "", "| | |", "| --- | --- |",
+        f"| CLAP | `{job.clap_model}` |", f"| Stable Diffusion text encoder | `{job.sd_model}` |",
+        f"| caption corpus | `{job.corpus}` |", f"| corpus sha256 | `{job.corpus_sha256}` |",
+        f"| captions | {len(job.captions)} |", f"| training steps | {info['steps']} |",
+        f"| held-out caption R@1 (pooled) | {info['heldout_r1']:.3f} among {info['heldout']} |",
+        f"| audio mean | {mean} |", f"| trained | {info['date']} in {info['seconds']:.0f} s |",
+        f"| hardware | {info['hardware']} |", f"| train.py arguments | `{' '.join(info['train_args'])}` |",
+        "", "Trained on RANDOM stand-in models (fusemix.tiny): its outputs are meaningless." if info["standin"]
+        else "", ""])
+
+
+def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), latent_cache: str | None = None,
+                         num_workers: int = 0, progress: Progress | None = None, standin: bool = False) -> Path:
+    """Train ``job`` and write the bridge to ``out`` (replaced atomically); returns ``out``."""
+    from fusemix.bridge import ConditioningBridge
+    from fusemix.encoders import load_encoder
+    from fusemix.extract import run_extraction
+    from fusemix.train_state import latest_checkpoint
+
+    report = progress or (lambda stage, done, total: None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    clips = audio_files(audio) if audio else []
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        tmp = Path(tmp)
+        report("encoding captions", 0, len(job.captions))
+        pairs = run_extraction(CaptionSource(job.captions), f"clap-text:{job.clap_model}", f"sd-text:{job.sd_model}",
+                               latent_cache or cache_root("latents"), num_workers=0, progress=False).pairs
+        report("encoding captions", len(job.captions), len(job.captions))
+        latents = save_latent_pairs(tmp / "captions.safetensors", pairs)
+        run = tmp / "run"
+        settings = [*BRIDGE_ARGS, "--batch_size", str(min(256, pairs.num_pairs // 2)), "--seed", str(job.seed),
+                    *job.train_args]
+        result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
+        last = latest_checkpoint(run)
+        best = json.loads((last / "trainer_state.json").read_text()).get("best_checkpoint")
+        bridge = ConditioningBridge.from_pretrained(run / best if best else last)
+        if clips:
+            report("audio mean", 0, len(clips))
+            enc = load_encoder("clap-audio", job.clap_model)
+            bridge.set_modality_mean("audio", enc.encode([str(c) for c in clips], progress=False))
+            report("audio mean", len(clips), len(clips))
+        final = tmp / "bridge"
+        info = {"steps": result["step"], "heldout_r1": result["best_metric"],
+                "heldout": max(1, round(len(job.captions) * 0.05)), "audio_clips": len(clips),
+                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.time() - t0,
+                "hardware": _hardware(), "train_args": settings, "standin": standin}
+        bridge.config.extra.update({"trained_from": "captions", "corpus_sha256": job.corpus_sha256,
+                                    "captions": len(job.captions), "key": job.key, **{
+                                        k: info[k] for k in ("steps", "heldout_r1", "audio_clips", "seconds")}})
+        bridge.save_pretrained(final)
+        (final / "README.md").write_text(model_card(job, info), encoding="utf-8")
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(final, out)
+        shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def cached_bridge(job: BridgeJob, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the bridge for ``job`` is cached: under fusemix's cache root, keyed by ``job.key``."""
+    return Path(cache_dir) if cache_dir else cache_root("bridges") / job.key
+
+
+def load_cached(job: BridgeJob, cache_dir=None):
+    """The cached bridge for ``job`` when one is complete and loads; else None (a corrupt one is removed)."""
+    from fusemix.bridge import ConditioningBridge
+    from fusemix.checkpoint import CheckpointError
+
+    path = cached_bridge(job, cache_dir)
+    if not path.is_dir():
+        return None
+    try:
+        bridge = ConditioningBridge.from_pretrained(path, clap_model=job.clap_model, sd_model=job.sd_model)
+    except (CheckpointError, ValueError, OSError, RuntimeError):
+        shutil.rmtree(path, ignore_errors=True)  # partial or corrupt: rebuilt by the caller
+        return None
+    return bridge if bridge.config.extra.get("key") == job.key else None
+
+
+def ensure_bridge(job: BridgeJob, cache_dir=None, **kwargs) -> Path:
+    """The cached bridge for ``job``, trained first when it is missing, partial or corrupt."""
+    if load_cached(job, cache_dir) is None:
+        train_caption_bridge(job, cached_bridge(job, cache_dir), **kwargs)
+    return cached_bridge(job, cache_dir)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clap", required=True, help="CLAP hub id or local folder (its text tower encodes the corpus)")
+    p.add_argument("--sd", required=True, help="Stable Diffusion hub id or folder (its text encoder is the target)")
+    p.add_argument("--out", required=True, help="folder to write the bridge to (replaced atomically)")
+    p.add_argument("--captions", help=f"caption corpus, one per line (default: {DEFAULT_CORPUS.name})")
+    p.add_argument("--max_captions", type=int, default=DEFAULT_MAX_CAPTIONS, help="use at most this many (0: all)")
+    p.add_argument("--audio", nargs="*", default=[], help="unlabelled clips or folders for the audio mean")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--standin", action="store_true", help="the models are random stand-ins: say so in the card")
+    args, extra = p.parse_known_args(argv)  # anything else goes to train.py (e.g. --epochs 50)
+    job = make_job(args.clap, args.sd, args.captions, args.max_captions or None, args.seed, extra)
+    out = train_caption_bridge(job, args.out, audio=args.audio, standin=args.standin,
+                               progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
+    print(json.dumps({"bridge": str(out), "captions": len(job.captions), "key": job.key}))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
