@@ -66,7 +66,7 @@ def main(argv=None) -> dict:
         bridge = str(train_bridge.ensure_bridge(job, audio=[EXAMPLES], standin=standin))
     a2i = AudioToImage.from_pretrained(ids["sd"], ids["clap"], bridge=bridge, caption_bank=str(train_bridge.DEFAULT_CORPUS),
                                        standin=standin)
-    scorer = ReferenceScorer.from_pretrained(ids["clip"])
+    scorer = ReferenceScorer.from_pretrained(ids["clip"], standin=standin)
     corpus = load_captions(train_bridge.DEFAULT_CORPUS)
     params = {k: v for k, v in {"steps": args.steps, "height": args.size, "width": args.size}.items() if v}
     report = evaluate_routes(a2i, scorer, pairs, corpus, seeds=args.seeds, **params)
@@ -75,7 +75,7 @@ def main(argv=None) -> dict:
     files = save_report(report, args.out)
     print(report.table())
     print(json.dumps({k: str(v) for k, v in files.items()}))
-    return {"report": report, "files": files}
+    return {"report": report, "files": files, "a2i": a2i, "scorer": scorer, "corpus": corpus}
 
 
 if __name__ == "__main__":
