@@ -6,8 +6,7 @@
     python demo/app.py --strict             # refuse to fall back to stand-ins
     python demo/app.py --gallery ~/photos --weights weights/   (or --weights user/fusemix-adapters)
 
-Every flag has an environment variable (FUSEMIX_PROFILE, FUSEMIX_STRICT, FUSEMIX_GALLERY, ...; see
-``--help``); limits too (FUSEMIX_MAX_UPLOAD_MB, FUSEMIX_MAX_AUDIO_SECONDS, FUSEMIX_QUEUE_SIZE, ...).
+Every flag and limit has an environment variable (``--help``; FUSEMIX_MAX_UPLOAD_MB, FUSEMIX_QUEUE_SIZE, ...).
 ``build_demo()`` returns the ``gr.Blocks`` without loading a model: models load on first use.
 """
 from __future__ import annotations
@@ -44,22 +43,13 @@ import gradio as gr  # noqa: E402
 
 from demo import ui_text as T  # noqa: E402
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
-from demo.models import (  # noqa: E402
-    DEFAULT_GALLERY,
-    PROFILES,
-    DemoInputError,
-    DemoModels,
-    ProfileUnavailable,
-    Resolution,
-    Settings,
-    resolve_profile,
-)
+from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
+from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
 
 logger = logging.getLogger("fusemix.demo")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_SEED = 2**31 - 1
 THUMB_SIDE = 320
-NOT_AN_IMAGE = "This file is not an image that can be read (PNG, JPEG, WebP, ...)."
 
 
 # --------------------------------------------------------------------------- input checks
@@ -153,7 +143,7 @@ def check_image_upload(value: Any, limits):
         raise DemoInputError(f"The image is too large: its header claims more pixels than the limit of "
                              f"{MAX_IMAGE_PIXELS / 1e6:g} M pixels.") from None
     except Exception:  # noqa: BLE001 - PIL cannot identify or decode it: not an image we can use
-        raise DemoInputError(NOT_AN_IMAGE) from None
+        raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
 
 
 # --------------------------------------------------------------------------- error messages
@@ -207,12 +197,6 @@ def user_errors(fn):
     return wrapper
 
 
-def image_input(limits, **kwargs) -> gr.Image:
-    """An image upload that is checked (header first) by :func:`check_image_upload` before Gradio decodes it."""
-    return read_uploads_with(gr.Image(type="filepath", **kwargs), lambda p: check_image_upload(p, limits),
-                             user_message)
-
-
 # --------------------------------------------------------------------------- the request handlers
 
 
@@ -245,10 +229,6 @@ class Demo:
         lim = self.limits
         return load_audio(path, sample_rate, max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                           max_bytes=lim.max_upload_mb * 2**20, reject_silent=True)
-
-    @staticmethod
-    def _loading(progress, what: str) -> None:
-        progress(0.05, desc=f"Preparing {what} (slow only the first time)")
 
     def audio_to_image(self, audio, route, steer_text, steer_weight, seed, steps, guidance, size,
                        progress=gr.Progress()):
@@ -296,7 +276,7 @@ class Demo:
         text = clean_caption(caption, self.limits.max_caption_chars)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         scorer = self._check_scorer(scorer, "text", "image")
-        self._loading(progress, "the models and the gallery")
+        progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
         space = self.models.space(scorer, "text", "image")
         gallery = self.models.image_gallery(scorer, gallery_name, space)
         progress(0.7, desc="Ranking the gallery")
@@ -310,7 +290,7 @@ class Demo:
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
-        self._loading(progress, "the models and the gallery")
+        progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
         extra = ""
         if route == "fusemix":
             if not self.models.has_fusion("audio", "image"):
@@ -340,7 +320,7 @@ class Demo:
         img = check_image_upload(image, self.limits)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         scorer = self._check_scorer(scorer, "image", "text")
-        self._loading(progress, "the models and the caption set")
+        progress(0.05, desc="Preparing the models and the caption set (slow only the first time)")
         space = self.models.space(scorer, "image", "text")
         gallery = self.models.caption_gallery(scorer, space)
         progress(0.7, desc="Ranking the captions")
@@ -485,14 +465,16 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
 
 
 def _about(models: DemoModels) -> str:
-    d = models.describe()
-    lines = ["## What runs here", f"- Profile: **{d['profile']}**" +
-             (f" (asked for {d['requested']}; {html.escape(d['reason'])})" if d["reason"] else ""),
-             f"- Device: {d['device']}", *(f"- {k}: `{v}`" for k, v in d["models"].items())]
-    lines += [f"- FuseMix {a['kind']} adapter ({', '.join(a['modalities'])})" +
-              (" — random stand-in" if a["standin"] else f" from `{a['path']}`") for a in d["adapters"]]
-    lines += [] if d["adapters"] else [T.NO_ADAPTERS]
-    lines += [f"- note: {html.escape(p)}" for p in d["adapter_problems"]]
+    """What runs here (never loads a model), the limits, and where the shipped examples come from."""
+    res = models.resolution
+    ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
+            "reference": "tiny random CLIPModel"} if models.standin else models.settings.real_ids())
+    lines = ["## What runs here", f"- Profile: **{res.profile}**" +
+             (f" (asked for {res.requested}; {html.escape(res.reason)})" if res.reason else ""),
+             f"- Device: {models.device}", *(f"- {k}: `{v}`" for k, v in ids.items())]
+    lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
+              (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
+    lines += ([] if models.adapters else [T.NO_ADAPTERS]) + [f"- note: {html.escape(p)}" for p in models.adapter_problems]
     lines.append(T.ABOUT_LIMITS.format(**vars(models.settings.limits)))
     try:
         from fusemix.default_gallery import licence_table
@@ -534,7 +516,9 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
                         ("query", "choice", "gallery", "k"),
                         lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio")
             _search_tab(models, "image_to_captions", logic.image_to_captions, models.has_fusion("image", "text"),
-                        lambda **kw: image_input(lim, label="Image", sources=["upload", "clipboard"], **kw),
+                        lambda **kw: read_uploads_with(  # checked from the header before Gradio decodes it
+                            gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], **kw),
+                            lambda path: check_image_upload(path, lim), user_message),
                         ("query", "choice", "k"),
                         lambda **kw: gr.Dataframe(headers=["rank", "caption", "score", "from"], interactive=False,
                                                   label="Closest captions", **kw), "image", k=5)
@@ -562,7 +546,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="FuseMix Gradio demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     kw = {"strict": {"action": "store_true"}, "port": {"type": int}, "profile": {"choices": PROFILES}}
     for name, text in T.FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), default=None, help=f"{text} [{Settings.ENV[name]}]",
+        p.add_argument("--" + name.replace("_", "-"), default=None, help=f"{text} [FUSEMIX_{name.upper()}]",
                        **kw.get(name, {}))
     return p.parse_args(argv)
 

@@ -1,8 +1,6 @@
-"""Every change the demo makes to Gradio's behaviour, in one place, each for the version it was written for.
-
-Both patches reach into Gradio internals (a module function, a component's preprocess), so they apply only
-to the Gradio release they were written and tested against (requirements.txt pins it); on any other
-version they are skipped with a warning, and the app still runs without what they add.
+"""Every change the demo makes to Gradio, in one place. Both reach into Gradio internals, so they apply
+only to the release they were written for (requirements.txt pins it); on any other they are skipped with
+a warning, and the app runs without what they add.
 """
 from __future__ import annotations
 
@@ -32,11 +30,10 @@ def supported(patch: str) -> bool:
 def install_atomic_gradio_cache() -> bool:
     """Make ``gradio.processing_utils.save_pil_to_cache`` write atomically (True when it patched now).
 
-    Without it: Gradio writes ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two
-    requests return the same thumbnail at once, a download of the first can read the file while the
-    second rewrites it and end early (``RemoteProtocolError`` in benchmarks/load_test.py,
-    docs/reliability.md). Here a temporary file in the same folder is renamed over the target, and an
-    existing target is kept (its name is its content's hash). Same arguments, same returned path.
+    Without it: Gradio rewrites ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two
+    requests return the same thumbnail at once, a download of the first can end early
+    (``RemoteProtocolError`` in benchmarks/load_test.py, docs/reliability.md). Here a temporary file is
+    renamed over the target, and an existing target is kept (its name is its content's hash).
     """
     from gradio import processing_utils as pu
 
@@ -75,10 +72,9 @@ def read_uploads_with(component, read: Callable[[str], object], message: Callabl
     """Make ``component`` (a gr.Image) hand an uploaded file to ``read(path)`` instead of decoding it itself;
     what ``read`` raises reaches the user as ``gr.Error(message(exc))``. Returns the component.
 
-    Without it: gr.Image opens the upload and, for any mode but its own, decodes it whole before the
-    handler can look at it (a 14 kB PNG claiming 10000 x 10000 px costs seconds and ~1 GB,
-    docs/reliability.md), and an unreadable file gets Gradio's generic error. Skipped, the handler still
-    checks the file Gradio passes on. (The instance is wrapped, not subclassed: a Component subclass makes
+    Without it: gr.Image decodes an upload whole (unless it is already in its mode) before the handler
+    sees it, so a 14 kB PNG claiming 10000 x 10000 px costs seconds and ~1 GB (docs/reliability.md), and
+    an unreadable file gets Gradio's generic error. (The instance is wrapped: a Component subclass makes
     Gradio write a ``.pyi`` stub next to its module.)
     """
     import gradio as gr

@@ -1,14 +1,13 @@
 """Settings, profiles and lazy, shared model loaders for the FuseMix demo.
 
-Nothing heavy happens at import or when the app is built: each model loads on the first request that
-needs it, once, under a lock, and is then shared by every request. Profiles: ``real`` (hub or local
-checkpoints, plus FuseMix adapters from ``weights/`` or a hub repo; a cheap probe before the app is
-built checks they can be had, else the app falls back to ``tiny`` unless ``strict``) and ``tiny``
-(random stand-ins from ``fusemix.tiny`` with random stand-in adapters, so every route runs; every
-output is labelled as coming from untrained stand-ins).
+Profiles: ``real`` (hub or local checkpoints and FuseMix adapters from ``weights/`` or a hub repo; probed
+cheaply before the app is built, with a fall-back to ``tiny`` unless ``strict``) and ``tiny`` (random
+stand-ins from ``fusemix.tiny`` with random adapters, so every route runs, all labelled as such). Each
+model loads on the first request that needs it, once, and is shared by every request.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -45,6 +44,13 @@ class DemoInputError(ValueError):
 
 def _env_bool(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _parse(var: str, raw: str, kind: Callable[[str], Any], what: str = "a number") -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{var} must be {what}, got {raw!r}") from None
 
 
 @dataclass
@@ -84,43 +90,22 @@ class Settings:
     probe_timeout: float = 5.0
     limits: Limits = field(default_factory=Limits)
 
-    ENV = {  # field -> environment variable
-        "profile": "FUSEMIX_PROFILE", "strict": "FUSEMIX_STRICT", "gallery": "FUSEMIX_GALLERY",
-        "weights": "FUSEMIX_WEIGHTS", "clap_model": "FUSEMIX_CLAP_MODEL", "sd_model": "FUSEMIX_SD_MODEL",
-        "reference_model": "FUSEMIX_REFERENCE_MODEL", "vae": "FUSEMIX_VAE", "device": "FUSEMIX_DEVICE",
-        "tiny_root": "FUSEMIX_TINY_ROOT", "host": "FUSEMIX_HOST", "port": "FUSEMIX_PORT",
-    }
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
-        """Settings from ``FUSEMIX_*`` variables (limits: ``FUSEMIX_<LIMIT NAME>``); keyword overrides
-        that are not None win."""
+        """Settings from ``FUSEMIX_<FIELD>`` variables (limits too: ``FUSEMIX_QUEUE_SIZE``, ...); keyword
+        overrides that are not None win."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, var in cls.ENV.items():
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            if name == "strict":
-                values[name] = _env_bool(raw)
-            elif name == "port":
-                try:
-                    values[name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{var} must be a port number, got {raw!r}") from None
-            else:
-                values[name] = raw
-        limits = Limits()
+        values: dict[str, Any] = {"limits": Limits()}
+        for f in fields(cls):
+            var = f"FUSEMIX_{f.name.upper()}"
+            if env.get(var) and f.name != "limits":
+                kind = {"strict": _env_bool, "port": int, "probe_timeout": float}.get(f.name, str)
+                values[f.name] = _parse(var, env[var], kind, "a port number" if f.name == "port" else "a number")
         for f in fields(Limits):
-            raw = env.get(f"FUSEMIX_{f.name.upper()}")
-            if raw:
-                try:
-                    setattr(limits, f.name, type(getattr(limits, f.name))(raw))
-                except ValueError:
-                    raise ValueError(f"FUSEMIX_{f.name.upper()} must be a number, got {raw!r}") from None
-        values["limits"] = limits
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        s = cls(**values)
+            var = f"FUSEMIX_{f.name.upper()}"
+            if env.get(var):
+                setattr(values["limits"], f.name, _parse(var, env[var], type(getattr(values["limits"], f.name))))
+        s = cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
         if s.profile not in PROFILES:
             raise ValueError(f"profile must be one of {PROFILES}, got {s.profile!r}")
         if s.gallery is not None and not Path(s.gallery).is_dir():
@@ -276,19 +261,14 @@ def _fetch_weights(spec: str) -> Path:
 # --------------------------------------------------------------------------- the lazy model hub
 
 
-class _Once:
-    """A value computed once, on first use, under a lock; a failure is not cached (next call retries)."""
+def _shared(method):
+    """A DemoModels method whose result, per arguments, is computed once and then shared by all requests."""
 
-    def __init__(self, fn: Callable[[], Any]):
-        self.fn, self.lock, self.value, self.loaded = fn, threading.Lock(), None, False
+    @functools.wraps(method)
+    def get(self, *args):
+        return self._once((method.__name__, *args), lambda: method(self, *args))
 
-    def get(self) -> Any:
-        if not self.loaded:
-            with self.lock:
-                if not self.loaded:
-                    self.value = self.fn()
-                    self.loaded = True
-        return self.value
+    return get
 
 
 class DemoModels:
@@ -304,23 +284,23 @@ class DemoModels:
         self.adapter_problems: list[str] = []
         self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
         self.adapters: list[AdapterEntry] = self._find_adapters()
-        self._tiny = _Once(self._build_tiny)
-        self._clap_audio = _Once(self._load_clap_audio)
-        self._caption_bank = _Once(self._load_caption_bank)
-        self._a2i = _Once(self._load_audio_to_image)
-        self._reference = _Once(self._load_reference)
-        self._keyed: dict[Any, _Once] = {}  # fusion models, spaces and galleries
+        self._values: dict[tuple, Any] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def _once(self, key, fn: Callable[[], Any]) -> Any:
+    def _once(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        """``fn()`` computed once per key under that key's lock; a failure is not kept (the next call retries)."""
         with self._lock:
-            once = self._keyed.setdefault(key, _Once(fn))
-        return once.get()
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                self._values[key] = fn()
+            return self._values[key]
 
     # ---------------------------------------------------------------- what is available (cheap)
 
     def _find_adapters(self) -> list[AdapterEntry]:
-        if self.standin:  # the tiny profile's own random adapters, built on first use (see _build_tiny)
+        if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
             fusion_cfg = {"model_type": "fusemix.FusionModel", "modalities": {"audio": {}, "text": {}, "image": {}}}
             return [AdapterEntry("fusion", self.tiny_root / "adapters" / "fusion", fusion_cfg, True),
                     AdapterEntry("bridge", self.tiny_root / "adapters" / "bridge",
@@ -365,35 +345,24 @@ class DemoModels:
             return {"clap": str(suite["clap"]), "sd": str(suite["sd"]), "reference": str(suite["clip"])}
         return self.settings.real_ids()
 
-    def describe(self) -> dict:
-        """For the UI's About tab (cheap: never loads a model)."""
-        ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
-                "reference": "tiny random CLIPModel"} if self.standin else self.settings.real_ids())
-        return {"profile": self.profile, "requested": self.resolution.requested, "reason": self.resolution.reason,
-                "device": str(self.device), "models": ids,
-                "adapters": [{"kind": e.kind, "path": str(e.path), "modalities": sorted(e.modalities),
-                              "standin": e.standin} for e in self.adapters],
-                "adapter_problems": list(self.adapter_problems)}
-
     def loaded(self) -> list[str]:
-        names = {"stand-ins": self._tiny, "CLAP": self._clap_audio, "caption bank": self._caption_bank,
-                 "audio-to-image": self._a2i, "reference CLIP": self._reference}
-        return [n for n, o in names.items() if o.loaded]
+        names = {"tiny_suite": "stand-ins", "clap_audio": "CLAP", "caption_bank": "caption bank",
+                 "audio_to_image": "audio-to-image", "reference": "reference CLIP"}
+        return [names[k[0]] for k in list(self._values) if k[0] in names]
 
     # ---------------------------------------------------------------- tiny stand-ins
 
+    @_shared
     def tiny_suite(self) -> dict[str, Path]:
-        if not self.standin:
-            raise RuntimeError("stand-ins are only used on the tiny profile")
-        return self._tiny.get()
-
-    def _build_tiny(self) -> dict[str, Path]:
+        """The stand-in models and adapters (built on first use, atomically, under the tiny root)."""
         import torch
 
         from fusemix.bridge import BridgeConfig, ConditioningBridge
         from fusemix.model import FusionConfig, FusionModel, ModalitySpec
         from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
 
+        if not self.standin:
+            raise RuntimeError("stand-ins are only used on the tiny profile")
         suite = build_tiny_suite(self.tiny_root / "models", extras=("clip",))
         note = {"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()}
 
@@ -412,12 +381,12 @@ class DemoModels:
         adapters = self.tiny_root / "adapters"
         for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),
                                (adapters / "bridge", build_bridge, ConditioningBridge.from_pretrained)):
-            if is_standin(d):
-                try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
+            try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
+                if is_standin(d):
                     load(d)
                     continue
-                except Exception:  # noqa: BLE001
-                    logger.info("rebuilding stale stand-in adapter %s", d)
+            except Exception:  # noqa: BLE001
+                logger.info("rebuilding stale stand-in adapter %s", d)
             tmp = d.with_name(f".{d.name}.{os.getpid()}.{threading.get_ident()}")  # atomic: build, then rename
             shutil.rmtree(tmp, ignore_errors=True)
             with torch.random.fork_rng(devices=[]):
@@ -433,11 +402,9 @@ class DemoModels:
 
     # ---------------------------------------------------------------- loaders
 
+    @_shared
     def clap_audio(self):
         """CLAP audio encoder (shared with the caption bank's text tower through fusemix's CLAP cache)."""
-        return self._clap_audio.get()
-
-    def _load_clap_audio(self):
         from fusemix.encoders import load_encoder
 
         lim = self.settings.limits
@@ -445,21 +412,17 @@ class DemoModels:
                             max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                             max_bytes=lim.max_upload_mb * 1024 * 1024)
 
+    @_shared
     def caption_bank(self):
         """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        return self._caption_bank.get()
-
-    def _load_caption_bank(self):
         from fusemix.caption_bank import CaptionBank
         from fusemix.encoders import load_encoder
 
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
+    @_shared
     def audio_to_image(self):
         """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
-        return self._a2i.get()
-
-    def _load_audio_to_image(self):
         import torch
         from diffusers import StableDiffusionPipeline
 
@@ -488,52 +451,48 @@ class DemoModels:
                 logger.warning("bridge %s not used: %s", entry.path, exc)
         return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank())
 
+    @_shared
     def reference(self):
         """The reference CLIP scorer (zero training)."""
-        return self._reference.get()
-
-    def _load_reference(self):
         from fusemix.reference import ReferenceScorer
 
         return ReferenceScorer.from_pretrained(self.model_ids()["reference"], device=self.device)
 
-    def fusion_model(self, entry: AdapterEntry):
-        return self._once(("fusion", entry.path), lambda: self._load_fusion(entry))
-
-    def _load_fusion(self, entry: AdapterEntry):
+    @_shared
+    def fusion_model(self, path: Path):
         from fusemix.model import FusionModel
 
         if self.standin:
             self.tiny_suite()  # builds the stand-in adapters too
-        return FusionModel.from_pretrained(entry.path).to(self.device)
+        return FusionModel.from_pretrained(path).to(self.device)
 
     def space(self, scorer: str, *modalities: str):
         """An EmbeddingSpace: ``"reference"`` (CLIP: image, text) or ``"fusemix"`` (adapters + encoders)."""
         if scorer == "reference":
-            return self._once("reference", lambda: self.reference().space("reference CLIP"))
-        if scorer != "fusemix":
-            raise DemoInputError(f"Unknown scorer {scorer!r}.")
+            return self._once(("reference space",), lambda: self.reference().space("reference CLIP"))
         entry = self.fusion_entry(*modalities)
-        if entry is None:
-            raise DemoInputError(f"No trained FuseMix adapters for {' + '.join(modalities)} are installed.")
-        return self._once(("fusemix", entry.path, frozenset(modalities)), lambda: self._load_space(entry, modalities))
+        if scorer != "fusemix" or entry is None:
+            raise DemoInputError(f"No trained FuseMix adapters for {' + '.join(modalities)} are installed."
+                                 if scorer == "fusemix" else f"Unknown scorer {scorer!r}.")
+        return self._fusion_space(entry.path, tuple(sorted(modalities)))
 
-    def _load_space(self, entry: AdapterEntry, modalities: tuple[str, ...]):
+    @_shared
+    def _fusion_space(self, path: Path, modalities: tuple[str, ...]):
         from fusemix.encoders import load_encoder
         from fusemix.retrieval import EmbeddingSpace
 
-        model = self.fusion_model(entry)
+        model = self.fusion_model(path)
+        lim = self.settings.limits
         encoders = {}
         for m in modalities:
             kind, model_id = encoder_of(model.config.modalities[m].encoder, m)
             if kind == "clap-audio" and model_id == self.model_ids()["clap"]:
                 encoders[m] = self.clap_audio()  # the same CLAP as audio -> image: load it once
-                continue
-            kwargs: dict[str, Any] = {"device": self.device}
-            if kind == "clap-audio":
-                lim = self.settings.limits
-                kwargs.update(max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds)
-            encoders[m] = load_encoder(kind, model_id, **kwargs)
+            elif kind == "clap-audio":
+                encoders[m] = load_encoder(kind, model_id, device=self.device, max_seconds=lim.max_audio_seconds,
+                                           min_seconds=lim.min_audio_seconds)
+            else:
+                encoders[m] = load_encoder(kind, model_id, device=self.device)
         # the encoders were loaded from the ids the checkpoint records ("KIND:ID"), so the retriever's
         # own id comparison (plain id against "KIND:ID") is skipped; widths are still checked
         return EmbeddingSpace.from_fusion(model, encoders, name="FuseMix adapters", strict_encoder=False,
@@ -542,12 +501,9 @@ class DemoModels:
     # ---------------------------------------------------------------- galleries
 
     def gallery_names(self) -> list[str]:
-        return [DEFAULT_GALLERY, self.user_gallery_name] if self.settings.gallery else [DEFAULT_GALLERY]
-
-    @property
-    def user_gallery_name(self) -> str:
+        """The default gallery, and the folder given with ``--gallery`` (by its name)."""
         p = Path(self.settings.gallery or "").resolve()
-        return f"Folder: {p.name or p}"
+        return [DEFAULT_GALLERY] + ([f"Folder: {p.name or p}"] if self.settings.gallery else [])
 
     def image_gallery(self, scorer: str, name: str, space):
         """The named image gallery embedded in ``space`` (embedded on first use, cached on disk)."""
@@ -564,7 +520,7 @@ class DemoModels:
             return Gallery.from_folder(self.settings.gallery, emb, emb.fingerprint, modality="image",
                                        progress=False)
 
-        return self._once((f"{scorer}:{emb.fingerprint}", name), build)
+        return self._once(("gallery", scorer, emb.fingerprint, name), build)
 
     def caption_texts(self) -> tuple[list[str], list[dict]]:
         """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
@@ -590,4 +546,4 @@ class DemoModels:
             return Gallery.from_items(texts, emb, emb.fingerprint, modality="text", meta=meta,
                                       cache_dir=default_cache_dir(), name="demo-captions", progress=False)
 
-        return self._once((f"{scorer}:{emb.fingerprint}", "captions"), build)
+        return self._once(("captions", scorer, emb.fingerprint), build)
