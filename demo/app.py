@@ -275,7 +275,6 @@ class Demo:
     def caption_to_images(self, caption, gallery_name, scorer, top_k, progress=gr.Progress()):
         text = clean_caption(caption, self.limits.max_caption_chars)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
-        scorer = self._check_scorer(scorer, "text", "image")
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
         space = self.models.space(scorer, "text", "image")
         gallery = self.models.image_gallery(scorer, gallery_name, space)
@@ -293,9 +292,6 @@ class Demo:
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
         extra = ""
         if route == "fusemix":
-            if not self.models.has_fusion("audio", "image"):
-                raise DemoInputError("No trained FuseMix audio and image adapters are installed; "
-                                     "use the baseline route.")
             space = self.models.space("fusemix", "audio", "image")
             gallery = self.models.image_gallery("fusemix", gallery_name, space)
             wav = self._decode(path, self.models.clap_audio().sample_rate)
@@ -319,7 +315,6 @@ class Demo:
     def image_to_captions(self, image, scorer, top_k, progress=gr.Progress()):
         img = check_image_upload(image, self.limits)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
-        scorer = self._check_scorer(scorer, "image", "text")
         progress(0.05, desc="Preparing the models and the caption set (slow only the first time)")
         space = self.models.space(scorer, "image", "text")
         gallery = self.models.caption_gallery(scorer, space)
@@ -329,14 +324,6 @@ class Demo:
                 for i, h in enumerate(hits)]
         return rows, self._info(f"**Scorer:** {self._scorer_text(scorer)}. Candidates: {len(gallery)} captions "
                                 "(the default photos' captions and fusemix's caption bank).")
-
-    def _check_scorer(self, scorer, *modalities) -> str:
-        if scorer not in ("fusemix", "reference"):
-            raise DemoInputError("Scorer must be 'fusemix' or 'reference'.")
-        if scorer == "fusemix" and not self.models.has_fusion(*modalities):
-            raise DemoInputError(f"No trained FuseMix {' and '.join(modalities)} adapters are installed; "
-                                 "use the reference scorer.")
-        return scorer
 
     def _scorer_text(self, scorer: str) -> str:
         if scorer == "reference":

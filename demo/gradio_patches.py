@@ -73,8 +73,8 @@ def read_uploads_with(component, read: Callable[[str], object], message: Callabl
     what ``read`` raises reaches the user as ``gr.Error(message(exc))``. Returns the component.
 
     Without it: gr.Image decodes an upload whole (unless it is already in its mode) before the handler
-    sees it, so a 14 kB PNG claiming 10000 x 10000 px costs seconds and ~1 GB (docs/reliability.md), and
-    an unreadable file gets Gradio's generic error. (The instance is wrapped: a Component subclass makes
+    sees it, so a small PNG claiming 10000 x 10000 px is decoded before any check (docs/reliability.md),
+    and an unreadable file gets Gradio's generic error. (The instance is wrapped: a Component subclass makes
     Gradio write a ``.pyi`` stub next to its module.)
     """
     import gradio as gr

@@ -468,12 +468,14 @@ class DemoModels:
 
     def space(self, scorer: str, *modalities: str):
         """An EmbeddingSpace: ``"reference"`` (CLIP: image, text) or ``"fusemix"`` (adapters + encoders)."""
+        if scorer not in ("fusemix", "reference"):
+            raise DemoInputError("Scorer must be 'fusemix' or 'reference'.")
         if scorer == "reference":
             return self._once(("reference space",), lambda: self.reference().space("reference CLIP"))
         entry = self.fusion_entry(*modalities)
-        if scorer != "fusemix" or entry is None:
-            raise DemoInputError(f"No trained FuseMix adapters for {' + '.join(modalities)} are installed."
-                                 if scorer == "fusemix" else f"Unknown scorer {scorer!r}.")
+        if entry is None:
+            other = "baseline route" if "audio" in modalities else "reference scorer"
+            raise DemoInputError(f"No trained FuseMix {' and '.join(modalities)} adapters are installed; use the {other}.")
         return self._fusion_space(entry.path, tuple(sorted(modalities)))
 
     @_shared
