@@ -277,7 +277,6 @@ class DemoModels:
     def __init__(self, settings: Settings, resolution: Resolution):
         self.settings = settings
         self.resolution = resolution
-        self.profile = resolution.profile
         self.standin = resolution.standin
         self.device = pick_device(settings.device)
         self.tiny_root = Path(settings.tiny_root or cache_root(f"demo-tiny-v{TINY_LAYOUT_VERSION}"))
