@@ -6,11 +6,8 @@
     python demo/app.py --strict             # refuse to fall back to stand-ins
     python demo/app.py --gallery ~/photos --weights weights/   (or --weights user/fusemix-adapters)
 
-Every flag has an environment variable (FUSEMIX_PROFILE, FUSEMIX_STRICT, FUSEMIX_GALLERY,
-FUSEMIX_WEIGHTS, FUSEMIX_HOST, FUSEMIX_PORT, FUSEMIX_SD_MODEL, FUSEMIX_CLAP_MODEL,
-FUSEMIX_REFERENCE_MODEL, FUSEMIX_VAE, FUSEMIX_DEVICE, FUSEMIX_TINY_ROOT; limits: FUSEMIX_MAX_UPLOAD_MB,
-FUSEMIX_MAX_AUDIO_SECONDS, FUSEMIX_MAX_CAPTION_CHARS, FUSEMIX_QUEUE_SIZE, ...). ``build_demo()``
-returns the ``gr.Blocks`` without loading a model: models load on the first request that needs them.
+Every flag and limit has an environment variable (``--help``; FUSEMIX_MAX_UPLOAD_MB, FUSEMIX_QUEUE_SIZE, ...).
+``build_demo()`` returns the ``gr.Blocks`` without loading a model: models load on first use.
 """
 from __future__ import annotations
 
@@ -26,55 +23,33 @@ if str(_ROOT) not in sys.path:
     except ImportError:
         sys.path.insert(0, str(_ROOT))
     else:
-        sys.path.append(str(_ROOT))  # only for `demo.models`; an installed fusemix still wins
+        sys.path.append(str(_ROOT))  # only for `demo`; an installed fusemix still wins
 
 import os  # noqa: E402
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import html  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 import unicodedata  # noqa: E402
-from collections import OrderedDict  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
 
-from demo.models import (  # noqa: E402
-    DEFAULT_GALLERY,
-    DemoInputError,
-    DemoModels,
-    ProfileUnavailable,
-    Resolution,
-    Settings,
-    resolve_profile,
-)
+from demo import ui_text as T  # noqa: E402
+from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
+from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
+from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
 
 logger = logging.getLogger("fusemix.demo")
-
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_SEED = 2**31 - 1
 THUMB_SIDE = 320
-CAPTION_EXAMPLES = [
-    "a cat with green eyes",
-    "a rocket on a launch pad at dusk",
-    "ancient silver coins",
-    "a cup of coffee on a table",
-    "galaxies in deep space",
-]
-IMAGE_EXAMPLE_FILES = ["chelsea.png", "rocket.jpg", "coffee.png"]
-
-CSS = """
-.standin-banner {background: #fff4d6; border: 2px solid #d49b00; border-radius: 8px; padding: 4px 12px;}
-.standin-banner p, .standin-banner strong {color: #4a3500 !important;}
-.route-note {opacity: 0.9;}
-#generated-image img {width: 100%; height: 100%; object-fit: contain;}
-"""
 
 
 # --------------------------------------------------------------------------- input checks
@@ -109,40 +84,33 @@ def check_number(value: Any, name: str, lo: float, hi: float, integer: bool = Fa
         raise DemoInputError(f"{name} must be a number between {lo:g} and {hi:g}.") from None
     if not math.isfinite(v) or not lo <= v <= hi:
         raise DemoInputError(f"{name} must be between {lo:g} and {hi:g}; got {value!r}.")
-    if integer:
-        if not v.is_integer():
-            raise DemoInputError(f"{name} must be a whole number between {lo:g} and {hi:g}; got {value!r}.")
-        return int(v)
-    return v
+    if integer and not v.is_integer():
+        raise DemoInputError(f"{name} must be a whole number between {lo:g} and {hi:g}; got {value!r}.")
+    return int(v) if integer else v
 
 
-def _upload_path(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, dict):  # FileData-like dicts
-        value = value.get("path")
-    return str(value) if value else None
+def _upload(value: Any, what: str, limits) -> Path:
+    """The path of an uploaded ``what`` (a path or Gradio's FileData dict): present, not empty, within the limit."""
+    path = value.get("path") if isinstance(value, dict) else value
+    if not path:
+        raise DemoInputError("Upload or record a sound first." if what == "sound" else "Upload an image first.")
+    p = Path(path)
+    if not p.is_file():
+        raise DemoInputError(f"The uploaded {what} could not be found on the server; upload it again.")
+    size = p.stat().st_size
+    if size == 0:
+        raise DemoInputError(f"The uploaded {what} is empty (0 bytes).")
+    if size > limits.max_upload_mb * 2**20:
+        raise DemoInputError(f"The {what} is {size / 2**20:.1f} MB; the limit is {limits.max_upload_mb} MB.")
+    return p
 
 
 def check_audio_upload(value: Any, limits) -> str:
-    """Validate an uploaded / recorded sound from its size and header, before any decoding."""
-    from fusemix.audio import AudioError, probe_audio
+    """An uploaded / recorded sound, checked from its size and header before any decoding."""
+    from fusemix.audio import probe_audio
 
-    path = _upload_path(value)
-    if path is None:
-        raise DemoInputError("Upload or record a sound first.")
-    p = Path(path)
-    if not p.is_file():
-        raise DemoInputError("The uploaded sound could not be found on the server; upload it again.")
-    size = p.stat().st_size
-    if size == 0:
-        raise DemoInputError("The uploaded file is empty (0 bytes).")
-    if size > limits.max_upload_mb * 1024 * 1024:
-        raise DemoInputError(f"The file is {size / 2**20:.1f} MB; the limit is {limits.max_upload_mb} MB.")
-    try:
-        info = probe_audio(p, max_bytes=limits.max_upload_mb * 1024 * 1024)
-    except AudioError:
-        raise DemoInputError("This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 file.") from None
+    p = _upload(value, "sound", limits)
+    info = probe_audio(p, max_bytes=limits.max_upload_mb * 2**20)  # not audio: UndecodableAudioError
     if info.frames <= 0:
         raise DemoInputError("The sound is empty (zero length).")
     if info.duration > limits.max_audio_seconds:
@@ -154,97 +122,68 @@ def check_audio_upload(value: Any, limits) -> str:
     return str(p)
 
 
-def decode_audio(path: str, sample_rate: int, limits):
-    """Decode a checked upload to mono float32 at ``sample_rate``; corrupt or silent audio is refused."""
-    from fusemix.audio import AudioError, load_audio
-
-    try:
-        return load_audio(path, sample_rate, max_seconds=limits.max_audio_seconds,
-                          min_seconds=limits.min_audio_seconds, max_bytes=limits.max_upload_mb * 1024 * 1024,
-                          reject_silent=True)
-    except AudioError as exc:
-        if "silent" in str(exc):
-            raise DemoInputError("The sound is silent; record or upload something audible.") from None
-        if "NaN" in str(exc):
-            raise DemoInputError("The sound holds invalid samples (NaN or infinity).") from None
-        raise DemoInputError("The audio file is corrupt or could not be decoded.") from None
-
-
 def check_image_upload(value: Any, limits):
-    """An uploaded image as an RGB PIL image (size checked first; decompression bombs refused)."""
-    from fusemix.encoders.base import EncoderInputError
-    from fusemix.encoders.image import open_image
-
-    if value is None:
-        raise DemoInputError("Upload an image first.")
-    if hasattr(value, "convert"):  # already a PIL image
-        return value.convert("RGB")
-    path = _upload_path(value)
-    if path is None:
-        raise DemoInputError("Upload an image first.")
-    p = Path(path)
-    if not p.is_file() or p.stat().st_size == 0:
-        raise DemoInputError("The uploaded image is empty or missing; upload it again.")
-    if p.stat().st_size > limits.max_upload_mb * 1024 * 1024:
-        raise DemoInputError(f"The image is over the {limits.max_upload_mb} MB limit.")
-    check_image_header(p)
-    try:
-        return open_image(p)
-    except EncoderInputError:
-        raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
-
-
-def check_image_header(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) of an image file read from its header only (``Image.open`` without ``load``);
-    DemoInputError when it is not an image or is over the library's pixel / aspect-ratio limits
-    (``fusemix.encoders.image.check_image_size``). A 14 kB PNG can claim 10000 x 10000 px: decoding it
-    cost 8.6 s and +930 MB, so this runs before anything decodes."""
+    """An uploaded image as an RGB PIL image. Its header is checked against fusemix's pixel and aspect
+    limits (``check_image_size``) before anything decodes: a few kB of PNG can claim 100 M pixels."""
     from PIL import Image
 
     from fusemix.encoders.base import EncoderInputError
     from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size
 
+    if hasattr(value, "convert"):  # already a PIL image
+        return value.convert("RGB")
+    p = _upload(value, "image", limits)
     try:
-        with Image.open(path) as im:  # parses the header; pixel data is read only by load()
-            w, h = (int(v) for v in im.size)
+        with Image.open(p) as im:  # parses the header; pixel data is read only by load()
+            check_image_size(im.size, "upload")
+            return im.convert("RGB")
+    except EncoderInputError as exc:
+        raise DemoInputError(f"This upload was refused: {exc}. Resize or crop it and try again.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own cap (or warning as error)
         raise DemoInputError(f"The image is too large: its header claims more pixels than the limit of "
                              f"{MAX_IMAGE_PIXELS / 1e6:g} M pixels.") from None
-    except Exception:  # noqa: BLE001 - PIL cannot identify it: not an image we can use
+    except Exception:  # noqa: BLE001 - PIL cannot identify or decode it: not an image we can use
         raise DemoInputError("This file is not an image that can be read (PNG, JPEG, WebP, ...).") from None
-    try:
-        check_image_size((w, h), "upload")
-    except EncoderInputError as e:
-        raise DemoInputError(f"This upload was refused: {e}. Resize or crop it and try again.") from None
-    return w, h
 
 
-# --------------------------------------------------------------------------- error handling
+# --------------------------------------------------------------------------- error messages
 
 
-def _user_message(exc: BaseException) -> str | None:
-    """The plain message of an expected, user-caused error; None for anything else."""
-    from fusemix.audio import AudioError
+@functools.cache
+def user_messages() -> list[tuple[tuple[type, ...], str, bool]]:
+    """Exception types -> what the user reads (``{exc}``: its text) and whether to log it; first match wins."""
+    from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError
     from fusemix.caption_bank import CaptionBankError
+    from fusemix.checkpoint import CheckpointError
     from fusemix.encoders.base import EncoderInputError
     from fusemix.gallery import GalleryError
     from fusemix.generation import GenerationError, GenerationParamError
     from fusemix.retrieval import RetrievalError
 
-    if isinstance(exc, (DemoInputError, GenerationParamError, AudioError, EncoderInputError, CaptionBankError)):
-        return str(exc)
-    if isinstance(exc, GalleryError):
-        return f"The gallery cannot be used: {exc}"
-    if isinstance(exc, RetrievalError):
-        return f"This search cannot be run: {exc}"
-    if isinstance(exc, GenerationError):
-        return f"No usable image came out: {exc}"
-    return None
+    return [((DemoInputError, GenerationParamError, EncoderInputError, CaptionBankError), "{exc}", False),
+            ((SilentAudioError,), "The sound is silent; record or upload something audible.", False),
+            ((InvalidSamplesError,), "The sound holds invalid samples (NaN or infinity).", False),
+            ((UndecodableAudioError,), "This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 "
+                                       "file.", False),
+            ((AudioError,), "The audio file is corrupt or could not be decoded.", False),
+            ((GalleryError,), "The gallery cannot be used: {exc}", False),
+            ((RetrievalError,), "This search cannot be run: {exc}", False),
+            ((GenerationError,), "No usable image came out: {exc}", False),
+            ((OSError, ImportError, CheckpointError), "The models could not be loaded: {name}: {short}", True),
+            ((Exception,), "Something went wrong on the server ({name}). The app is still running: try again "
+                           "or with another input.", True)]
+
+
+def user_message(exc: BaseException) -> str:
+    """The plain, HTML-escaped message for ``exc`` (from :func:`user_messages`)."""
+    template, log = next((m, log) for types, m, log in user_messages() if isinstance(exc, types))
+    if log:
+        logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
+    return html.escape(template.format(exc=exc, name=type(exc).__name__, short=str(exc)[:300]))
 
 
 def user_errors(fn):
-    """Turn every failure into a gr.Error with a plain message; the server keeps serving."""
-    from fusemix.checkpoint import CheckpointError
+    """Turn every failure of a handler into a gr.Error with a plain message; the server keeps serving."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -253,145 +192,44 @@ def user_errors(fn):
         except gr.Error:
             raise
         except Exception as exc:  # noqa: BLE001 - nothing may take the server down
-            msg = _user_message(exc)
-            if msg is not None:
-                raise gr.Error(html.escape(msg), print_exception=False) from None
-            if isinstance(exc, (OSError, ImportError, CheckpointError)):
-                logger.exception("model loading failed")
-                raise gr.Error(html.escape(f"The models could not be loaded: {type(exc).__name__}: {str(exc)[:300]}"),
-                               print_exception=False) from None
-            logger.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Something went wrong on the server ({html.escape(type(exc).__name__)}). "
-                           "The app is still running: try again or with another input.",
-                           print_exception=False) from None
+            raise gr.Error(user_message(exc), print_exception=False) from None
 
     return wrapper
 
 
-def plain_image_errors(component: gr.Image) -> gr.Image:
-    """Make an image input check an upload's header (size, aspect ratio) before Gradio decodes it, and
-    answer a refused or unreadable upload with a plain message instead of Gradio's generic one.
-    (Wrapping the instance's ``preprocess`` rather than subclassing: a Component subclass makes
-    Gradio write a ``.pyi`` stub next to this file.)"""
-    original = component.preprocess
-
-    def preprocess(payload):
-        path = payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
-        if isinstance(path, (str, os.PathLike)) and Path(path).is_file():  # else Gradio's own handling
-            try:
-                check_image_header(path)  # gr.Image decodes the whole image: refuse from the header first
-            except DemoInputError as exc:
-                raise gr.Error(html.escape(str(exc)), print_exception=False) from None
-        try:
-            return original(payload)
-        except Exception:  # noqa: BLE001 - PIL cannot open it: not an image we can use
-            raise gr.Error("This file is not an image that can be read (PNG, JPEG, WebP, ...).",
-                           print_exception=False) from None
-
-    component.preprocess = preprocess
-    return component
+# --------------------------------------------------------------------------- the request handlers
 
 
-def ImageInput(**kwargs) -> gr.Image:  # noqa: N802 - a factory used like the component it returns
-    """``gr.Image(**kwargs)`` for uploads, wrapped by :func:`plain_image_errors`: huge or extreme
-    images are refused from their header before Gradio decodes them."""
-    return plain_image_errors(gr.Image(**kwargs))
+@functools.lru_cache(maxsize=256)
+def _thumbnail(path: str):
+    """A gallery file as a small RGB thumbnail, read once and shared by requests."""
+    from PIL import Image
 
-
-_atomic_cache_lock = threading.Lock()
-
-
-def install_atomic_gradio_cache() -> bool:
-    """Make Gradio's image cache writes atomic (idempotent; True when it patched, False when already done).
-
-    ``gradio.processing_utils.save_pil_to_cache`` writes ``<cache>/<hash of the bytes>/<name>.<format>``
-    in place, so when two requests return the same thumbnail at once, a download of the first can read
-    the file while the second rewrites it and end early (``RemoteProtocolError`` in the load test,
-    docs/reliability.md). This version writes a temporary file in the same folder and renames it over
-    the target (and skips the write when the target exists: the name is the content's hash, and every
-    file written here is complete). Same arguments, same returned path."""
-    import uuid
-
-    from gradio import processing_utils as pu
-
-    with _atomic_cache_lock:
-        if getattr(pu.save_pil_to_cache, "_fusemix_atomic", False):
-            return False
-
-        def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:  # noqa: A002
-            data = pu.encode_pil_to_bytes(img, format)
-            d = Path(cache_dir) / pu.hash_bytes(data)
-            d.mkdir(exist_ok=True, parents=True)
-            target = (d / f"{name}.{format}").resolve()
-            if not target.is_file():
-                tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-                try:
-                    with open(tmp, "xb") as f:  # "x": a new file, created with the usual umask
-                        f.write(data)
-                    os.replace(tmp, target)
-                finally:
-                    tmp.unlink(missing_ok=True)
-            return str(target)
-
-        try:  # keep Gradio's profiling hook (a no-op unless its profiling is on)
-            from gradio.profiling import traced_sync
-
-            save_pil_to_cache = functools.wraps(pu.save_pil_to_cache)(
-                traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache))
-        except ImportError:
-            pass
-        save_pil_to_cache._fusemix_atomic = True
-        pu.save_pil_to_cache = save_pil_to_cache
-        return True
-
-
-# --------------------------------------------------------------------------- the demo's logic
-
-
-class _Thumbs:
-    """Small in-memory LRU of gallery thumbnails (files are read once, not per request)."""
-
-    def __init__(self, size: int = 256):
-        self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
-
-    def get(self, path: str):
-        from PIL import Image
-
-        with self.lock:
-            if path in self.data:
-                self.data.move_to_end(path)
-                return self.data[path]
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        with self.lock:
-            self.data[path] = im
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
-        return im
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+    im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return im
 
 
 class Demo:
-    """The request handlers, independent of the UI layout (each returns what its outputs show)."""
+    """The request handlers, independent of the layout (each returns what its outputs show)."""
 
     def __init__(self, models: DemoModels):
         self.models = models
         self.limits = models.settings.limits
-        self.thumbs = _Thumbs()
         self.gen = generation_ranges(models)
 
-    # -- labels ------------------------------------------------------------------------------
-    def standin_line(self) -> str:
-        return ("**Untrained stand-ins:** this output comes from tiny random models (tiny profile), "
-                "not from trained checkpoints; it carries no meaning.\n\n") if self.models.standin else ""
+    def _info(self, text: str) -> str:
+        return (T.STANDIN_LINE if self.models.standin else "") + text
 
-    def _progress_load(self, progress, what: str, loaded: bool | None) -> None:
-        if loaded is False:
-            progress(0.05, desc=f"Loading {what} (first request only; later requests reuse it)")
-        elif loaded is None:
-            progress(0.05, desc=f"Preparing {what} (slow only the first time)")
+    def _decode(self, path: str, sample_rate: int):
+        """A checked upload as mono float32 at ``sample_rate``; silent audio is refused."""
+        from fusemix.audio import load_audio
 
-    # -- audio -> image --------------------------------------------------------------------
+        lim = self.limits
+        return load_audio(path, sample_rate, max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
+                          max_bytes=lim.max_upload_mb * 2**20, reject_silent=True)
+
     def audio_to_image(self, audio, route, steer_text, steer_weight, seed, steps, guidance, size,
                        progress=gr.Progress()):
         lim, g = self.limits, self.gen
@@ -410,112 +248,82 @@ class Demo:
         steer = None
         if steer_text is not None and str(steer_text).strip():
             steer = clean_caption(steer_text, lim.max_caption_chars, "steering text")
-        self._progress_load(progress, "the audio-to-image models", "audio-to-image" in self.models.loaded())
+        if "audio-to-image" not in self.models.loaded():
+            progress(0.05, desc="Loading the audio-to-image models (first request only; later requests reuse it)")
         a2i = self.models.audio_to_image()
         if route == "bridge" and a2i.bridge is None:
             raise DemoInputError(f"The installed FuseMix bridge cannot be used ({self.models.bridge_error}); "
                                  "use the caption-bank baseline.")
         progress(0.3, desc="Listening (CLAP)")
-        wav = decode_audio(path, a2i.audio_encoder.sample_rate, lim)
+        wav = self._decode(path, a2i.audio_encoder.sample_rate)
         progress(0.5, desc="Generating the image")
         res = a2i.generate(wav, route=route, sampling_rate=a2i.audio_encoder.sample_rate, seed=seed,
                            steps=steps, guidance=guidance, height=size, width=size,
                            steer_prompt=steer, steer_weight=steer_weight if steer else 0.0, top_k=3)
         rows = [[m.caption, round(m.score, 4)] for m in (res.captions or [])]
-        route_text = ("FuseMix conditioning bridge" + (" (random stand-in, untrained)" if self.models.standin
-                                                        else " (trained)") if res.route == "bridge" else
-                      "zero-training caption-bank baseline: CLAP matched the sound to the captions below, and "
-                      "the best one was used as the prompt")
-        lines = [self.standin_line() + f"**Route:** {route_text}."]
+        how = T.ROUTE_TEXT["bridge" if res.route == "bridge" else "captions"].format(
+            trained="random stand-in, untrained" if self.models.standin else "trained")
+        lines = [self._info(f"**Route:** {how}.")]
         if steer:
             lines.append(f"**Text steering:** \"{html.escape(steer)}\" at weight {steer_weight:g}.")
         lines.append(f"**Settings:** seed {seed}, {steps} step(s), guidance {guidance:g}, {size}x{size} px "
                      f"on {self.models.device}; took {res.timings.get('total', 0):.1f} s.")
-        for n in res.notes:
-            if res.route != "bridge" and n.startswith("bridge"):
-                continue  # the bridge played no part in this image
-            lines.append(f"- {html.escape(n)}")
+        # notes about the bridge only where the bridge made this image
+        lines += [f"- {html.escape(n)}" for n in res.notes if res.route == "bridge" or not n.startswith("bridge")]
         return res.image, rows, "\n\n".join(lines)
 
-    # -- caption -> images ----------------------------------------------------------------
     def caption_to_images(self, caption, gallery_name, scorer, top_k, progress=gr.Progress()):
         text = clean_caption(caption, self.limits.max_caption_chars)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
-        scorer = self._check_scorer(scorer, "text", "image")
-        self._progress_load(progress, "the models and the gallery", None)
+        progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
         space = self.models.space(scorer, "text", "image")
         gallery = self.models.image_gallery(scorer, gallery_name, space)
         progress(0.7, desc="Ranking the gallery")
         hits = gallery.search(space.embed("text", [text])[0], k)
-        info = (self.standin_line() + f"**Scorer:** {self._scorer_text(scorer)}. **Gallery:** "
-                f"{self._gallery_text(gallery_name, gallery)}. Scores are cosine similarities.")
-        return self._gallery_items(hits), info
+        return self._gallery_items(hits), self._info(
+            f"**Scorer:** {self._scorer_text(scorer)}. **Gallery:** {self._gallery_text(gallery_name, gallery)}. "
+            "Scores are cosine similarities.")
 
-    # -- sound -> images ------------------------------------------------------------------
     def sound_to_images(self, audio, route, gallery_name, top_k, progress=gr.Progress()):
-        lim = self.limits
-        path = check_audio_upload(audio, lim)
-        k = check_number(top_k, "Top-k", 1, lim.max_top_k, integer=True)
+        path = check_audio_upload(audio, self.limits)
+        k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
-        self._progress_load(progress, "the models and the gallery", None)
+        progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
+        extra = ""
         if route == "fusemix":
-            if not self.models.has_fusion("audio", "image"):
-                raise DemoInputError("No trained FuseMix audio and image adapters are installed; "
-                                     "use the baseline route.")
             space = self.models.space("fusemix", "audio", "image")
             gallery = self.models.image_gallery("fusemix", gallery_name, space)
-            wav = decode_audio(path, self.models.clap_audio().sample_rate, lim)
+            wav = self._decode(path, self.models.clap_audio().sample_rate)
             progress(0.6, desc="Embedding the sound")
-            q = space.embed("audio", [wav])[0]
-            how = ("FuseMix shared space: the sound's audio adapter output ranks the images directly "
-                   "(no audio-image pairs were used in training)")
-            extra = ""
+            query = space.embed("audio", [wav])[0]
         else:
-            enc = self.models.clap_audio()
-            bank = self.models.caption_bank()
-            wav = decode_audio(path, enc.sample_rate, lim)
+            enc, bank = self.models.clap_audio(), self.models.caption_bank()
+            wav = self._decode(path, enc.sample_rate)
             progress(0.5, desc="Matching the sound to captions (CLAP)")
             matches = bank.search(enc.encode([wav], progress=False), k=3)[0]
             space = self.models.space("reference", "text", "image")
             gallery = self.models.image_gallery("reference", gallery_name, space)
-            q = space.embed("text", [matches[0].caption])[0]
-            how = ("zero-training baseline: CLAP matched the sound to a caption, and the reference CLIP "
-                   "ranked the images for that caption")
+            query = space.embed("text", [matches[0].caption])[0]
             extra = "\n\n**Matched captions:** " + "; ".join(
                 f"\"{html.escape(m.caption)}\" ({m.score:.3f})" for m in matches)
         progress(0.8, desc="Ranking the gallery")
-        hits = gallery.search(q, k)
-        info = (self.standin_line() + f"**Route:** {how}. **Gallery:** "
-                f"{self._gallery_text(gallery_name, gallery)}.{extra}")
-        return self._gallery_items(hits), info
+        hits = gallery.search(query, k)
+        return self._gallery_items(hits), self._info(
+            f"**Route:** {T.ROUTE_TEXT[route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
 
-    # -- image -> captions ----------------------------------------------------------------
     def image_to_captions(self, image, scorer, top_k, progress=gr.Progress()):
         img = check_image_upload(image, self.limits)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
-        scorer = self._check_scorer(scorer, "image", "text")
-        self._progress_load(progress, "the models and the caption set", None)
+        progress(0.05, desc="Preparing the models and the caption set (slow only the first time)")
         space = self.models.space(scorer, "image", "text")
         gallery = self.models.caption_gallery(scorer, space)
         progress(0.7, desc="Ranking the captions")
         hits = gallery.search(space.embed("image", [img])[0], k)
         rows = [[i + 1, h.item.meta.get("caption", h.item.key), round(h.score, 4), h.item.meta.get("source", "")]
                 for i, h in enumerate(hits)]
-        info = (self.standin_line() + f"**Scorer:** {self._scorer_text(scorer)}. Candidates: {len(gallery)} "
-                "captions (the default photos' captions and fusemix's caption bank).")
-        return rows, info
-
-    # -- helpers --------------------------------------------------------------------------
-    def _check_scorer(self, scorer, *modalities) -> str:
-        if scorer == "reference":
-            return scorer
-        if scorer == "fusemix":
-            if not self.models.has_fusion(*modalities):
-                raise DemoInputError(f"No trained FuseMix {' and '.join(modalities)} adapters are installed; "
-                                     "use the reference scorer.")
-            return scorer
-        raise DemoInputError("Scorer must be 'fusemix' or 'reference'.")
+        return rows, self._info(f"**Scorer:** {self._scorer_text(scorer)}. Candidates: {len(gallery)} captions "
+                                "(the default photos' captions and fusemix's caption bank).")
 
     def _scorer_text(self, scorer: str) -> str:
         if scorer == "reference":
@@ -527,62 +335,141 @@ class Demo:
     def _gallery_text(name: str, gallery) -> str:
         text = f"{html.escape(name)} ({len(gallery)} images"
         counts = {r: n for r, n in gallery.report.skipped_counts.items() if r != "not_media"}  # other files: fine
-        skipped = sum(counts.values())
-        if skipped:
+        if counts:
             reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in counts.items())
-            text += f"; {skipped} file(s) skipped: {html.escape(reasons)}"
+            text += f"; {sum(counts.values())} file(s) skipped: {html.escape(reasons)}"
         return text + ")"
 
-    def _gallery_items(self, hits) -> list[tuple[Any, str]]:
-        out = []
-        for rank, h in enumerate(hits, 1):
-            title = h.item.meta.get("title") or Path(h.item.key).name
-            out.append((self.thumbs.get(h.item.path), f"{rank}. {title} · {h.score:.3f}"))
-        return out
+    @staticmethod
+    def _gallery_items(hits) -> list[tuple[Any, str]]:
+        return [(_thumbnail(h.item.path), f"{rank}. {h.item.meta.get('title') or Path(h.item.key).name} · "
+                                          f"{h.score:.3f}") for rank, h in enumerate(hits, 1)]
 
 
 def generation_ranges(models: DemoModels) -> dict:
     """Safe slider ranges and defaults for the profile and device (CPU Spaces get small ones)."""
     from fusemix.generation import default_params_for
 
-    gpu = models.device.type == "cuda"
     if models.standin:
         return {"sizes": [64, 96, 128], "size": 64, "max_steps": 4, "steps": 2, "guidance": 1.0,
                 "max_guidance": 10.0}
+    gpu = models.device.type == "cuda"
     d = default_params_for(models.settings.sd_model)
     fast = d["steps"] <= 4  # turbo / LCM checkpoints
-    sizes = [512, 576, 640, 704, 768] if gpu else [256, 320, 384, 448, 512]
-    # CPU: one step of sd-turbo at 512 px with TAESD is ~20 CPU-seconds (~10 s on 2 idle cores), measured
-    steps = d["steps"] if gpu else (1 if fast else min(d["steps"], 12))
-    return {"sizes": sizes, "size": 512, "max_steps": 50 if gpu else (8 if fast else 30), "steps": steps,
+    # on CPU every step at 512 px costs seconds even with TAESD (docs/space.md): one step for turbo models
+    return {"sizes": [512, 576, 640, 704, 768] if gpu else [256, 320, 384, 448, 512], "size": 512,
+            "max_steps": 50 if gpu else (8 if fast else 30),
+            "steps": d["steps"] if gpu else (1 if fast else min(d["steps"], 12)),
             "guidance": d["guidance"], "max_guidance": 10.0}
 
 
 # --------------------------------------------------------------------------- the UI
 
 
-def _banner(models: DemoModels):
-    if not models.standin:
-        return
-    why = ""
-    if models.resolution.fell_back:
-        why = " " + html.escape(models.resolution.reason) + " The app started on the tiny profile instead."
-    gr.Markdown("⚠️ **Untrained stand-ins: every output on this page comes from tiny random models, not from "
-                "trained checkpoints, and means nothing.**" + why, elem_classes=["standin-banner"])
+def _banner(models: DemoModels) -> None:
+    if models.standin:
+        why = T.BANNER_WHY.format(reason=html.escape(models.resolution.reason)) if models.resolution.fell_back else ""
+        gr.Markdown(T.BANNER + why, elem_classes=["standin-banner"])
 
 
-def _audio_examples() -> list[list[str]]:
-    return [[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.wav"))]
+@contextlib.contextmanager
+def _tab(models: DemoModels, name: str, available: bool):
+    """A tab with the stand-in banner and its route note; yields the (label, value) choices to offer."""
+    title, tab_id, _, _, fusemix, baseline = T.TABS[name]
+    with gr.Tab(title, id=tab_id):
+        _banner(models)
+        state = "none" if not available else "standin" if models.standin else "trained"
+        gr.Markdown(T.NOTES[name][state], elem_classes=["route-note"])
+        yield [(c[1 if models.standin else 0], c[2]) for c in ([fusemix] if available else []) + [baseline]]
 
 
-def _image_examples() -> list[list[str]]:
+def _examples(kind: str) -> list[list[str]]:
+    if kind == "audio":
+        return [[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.wav"))]
+    if kind == "caption":
+        return [[c] for c in T.CAPTION_EXAMPLES]
     try:
         from fusemix.default_gallery import default_gallery_dir
 
         root = default_gallery_dir()
     except Exception:  # noqa: BLE001 - scikit-image missing: no image examples
         return []
-    return [[str(root / f)] for f in IMAGE_EXAMPLE_FILES if (root / f).is_file()]
+    return [[str(root / f)] for f in T.IMAGE_EXAMPLE_FILES if (root / f).is_file()]
+
+
+def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
+                results, examples: str, k: int = 6) -> None:
+    """One search tab: ``inputs`` orders the query, the choice of scorer / route, the gallery and top-k as
+    ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components."""
+    lim = models.settings.limits
+    tab_id, button, radio = T.TABS[name][1:4]
+    with _tab(models, name, available) as choices:
+        with gr.Row():
+            with gr.Column(scale=1):
+                make = {"query": lambda: query(elem_id=f"{tab_id}-query"),
+                        "choice": lambda: gr.Radio(choices, value=choices[0][1], label=radio),
+                        "gallery": lambda: gr.Dropdown(models.gallery_names(), value=DEFAULT_GALLERY, label="Gallery"),
+                        "k": lambda: gr.Slider(1, lim.max_top_k, value=min(k, lim.max_top_k), step=1, label="Top-k")}
+                parts = {n: make[n]() for n in inputs}
+                run = gr.Button(button, variant="primary", elem_id=f"{tab_id}-run")
+                if _examples(examples):
+                    gr.Examples(_examples(examples), inputs=[parts["query"]], label=T.EXAMPLE_LABELS[examples])
+            with gr.Column(scale=2):
+                outputs = [results(elem_id=f"{tab_id}-results"), gr.Markdown(elem_id=f"{tab_id}-info")]
+    kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
+    run.click(user_errors(handler), [parts[n] for n in inputs], outputs, api_name=name, **kw)
+    if isinstance(parts["query"], gr.Textbox):  # Enter in the text box searches too
+        parts["query"].submit(user_errors(handler), [parts[n] for n in inputs], outputs, api_visibility="private",
+                              **kw)
+
+
+def _audio_tab(models: DemoModels, logic: Demo) -> None:
+    lim, g = models.settings.limits, logic.gen
+    with _tab(models, "audio_to_image", models.has_bridge) as routes:
+        with gr.Row():
+            with gr.Column():
+                inputs = [gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="audio-image-query",
+                                   label=f"Sound (up to {lim.max_audio_seconds:g} s, {lim.max_upload_mb} MB)"),
+                          gr.Radio(routes, value=routes[0][1], label=T.TABS["audio_to_image"][3]),
+                          gr.Textbox(label="Optional text steering", placeholder="e.g. an oil painting", max_lines=2),
+                          gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Steering weight")]
+                with gr.Accordion("Generation settings", open=False):
+                    inputs += [gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed"),
+                               gr.Slider(1, g["max_steps"], value=g["steps"], step=1, label="Steps"),
+                               gr.Slider(0.0, g["max_guidance"], value=g["guidance"], step=0.5, label="Guidance"),
+                               gr.Dropdown(g["sizes"], value=g["size"], label="Image size (px)")]
+                run = gr.Button(T.TABS["audio_to_image"][2], variant="primary", elem_id="audio-image-run")
+            with gr.Column():
+                outputs = [gr.Image(label="Generated image" + (" (untrained stand-in)" if models.standin else ""),
+                                    type="pil", format="png", height=360, elem_id="audio-image-results"),
+                           gr.Dataframe(headers=["matched caption", "score"], interactive=False,
+                                        label="Matched captions (caption-bank route)"),
+                           gr.Markdown(elem_id="audio-image-info")]
+        if _examples("audio"):
+            gr.Examples(_examples("audio"), inputs=inputs[:1], label=T.EXAMPLE_LABELS["audio"])
+    run.click(user_errors(logic.audio_to_image), inputs, outputs, api_name="audio_to_image",
+              concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
+
+
+def _about(models: DemoModels) -> str:
+    """What runs here (never loads a model), the limits, and where the shipped examples come from."""
+    res = models.resolution
+    ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
+            "reference": "tiny random CLIPModel"} if models.standin else models.settings.real_ids())
+    lines = ["## What runs here", f"- Profile: **{res.profile}**" +
+             (f" (asked for {res.requested}; {html.escape(res.reason)})" if res.reason else ""),
+             f"- Device: {models.device}", *(f"- {k}: `{v}`" for k, v in ids.items())]
+    lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
+              (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
+    lines += ([] if models.adapters else [T.NO_ADAPTERS]) + [f"- note: {html.escape(p)}" for p in models.adapter_problems]
+    lines.append(T.ABOUT_LIMITS.format(**vars(models.settings.limits)))
+    try:
+        from fusemix.default_gallery import licence_table
+
+        lines.append(licence_table())
+    except Exception:  # noqa: BLE001
+        lines.append("(scikit-image is not installed)")
+    return "\n".join(lines + ["", T.ABOUT_SOUNDS])
 
 
 def build_demo(profile: str | None = None, *, strict: bool | None = None, gallery: str | None = None,
@@ -595,197 +482,40 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
     """
     if settings is None:
         settings = Settings.from_env(profile=profile, strict=strict, gallery=gallery, weights=weights)
-    if resolution is None:
-        resolution = resolve_profile(settings)
-    install_atomic_gradio_cache()  # concurrent requests returning the same thumbnail (docs/reliability.md)
+    resolution = resolution or resolve_profile(settings)
+    install_atomic_gradio_cache()
     models = DemoModels(settings, resolution)
-    demo_logic = Demo(models)
-    lim, g = settings.limits, demo_logic.gen
-    title = "FuseMix demo" + (" — untrained stand-ins" if models.standin else "")
+    logic = Demo(models)
+    lim = settings.limits
 
-    with gr.Blocks(title=title) as demo:
-        gr.Markdown("# FuseMix: sounds, captions and images through frozen encoders\n"
-                    "Frozen pre-trained encoders, small fusion adapters trained with FuseMix "
-                    "(Vouitsis et al., CVPR 2024), and zero-training baselines where no adapter is trained yet.")
+    with gr.Blocks(title=T.TITLE + (" — untrained stand-ins" if models.standin else "")) as demo:
+        gr.Markdown(T.HEADER)
         with gr.Tabs():
-            # ---------------------------------------------------------------- audio -> image
-            with gr.Tab("Audio → Image", id="audio-image"):
-                _banner(models)
-                if models.has_bridge:
-                    routes = [("FuseMix bridge" + (" (untrained stand-in)" if models.standin else " (trained)"),
-                               "bridge"), ("Caption-bank baseline (zero training)", "captions")]
-                    note = ("The FuseMix bridge maps the sound's CLAP embedding straight into Stable Diffusion's "
-                            "prompt space. The caption-bank baseline stays available for comparison.")
-                    if models.standin:
-                        note = ("Here the bridge is a random, untrained stand-in, so that the bridge route runs "
-                                "end to end. " + note)
-                else:
-                    routes = [("Caption-bank baseline (zero training)", "captions")]
-                    note = ("No trained FuseMix bridge is installed (weights/ holds none yet), so sounds go "
-                            "through the zero-training caption-bank baseline: CLAP finds the captions closest "
-                            "to the sound, and the best one becomes the prompt.")
-                gr.Markdown(note, elem_classes=["route-note"])
-                with gr.Row():
-                    with gr.Column():
-                        a_audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                           label=f"Sound (up to {lim.max_audio_seconds:g} s, {lim.max_upload_mb} MB)")
-                        a_route = gr.Radio(routes, value=routes[0][1], label="Route")
-                        a_steer = gr.Textbox(label="Optional text steering", placeholder="e.g. an oil painting",
-                                             max_lines=2)
-                        a_steer_w = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Steering weight")
-                        with gr.Accordion("Generation settings", open=False):
-                            a_seed = gr.Number(value=0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-                            a_steps = gr.Slider(1, g["max_steps"], value=g["steps"], step=1, label="Steps")
-                            a_guid = gr.Slider(0.0, g["max_guidance"], value=g["guidance"], step=0.5,
-                                               label="Guidance")
-                            a_size = gr.Dropdown(g["sizes"], value=g["size"], label="Image size (px)")
-                        a_btn = gr.Button("Generate image", variant="primary", elem_id="generate-btn")
-                    with gr.Column():
-                        a_img = gr.Image(label="Generated image" + (" (untrained stand-in)" if models.standin
-                                                                    else ""), type="pil", elem_id="generated-image",
-                                         format="png", height=360)
-                        a_caps = gr.Dataframe(headers=["matched caption", "score"], label="Matched captions "
-                                              "(caption-bank route)", interactive=False)
-                        a_info = gr.Markdown(elem_id="audio-image-info")
-                if _audio_examples():
-                    gr.Examples(_audio_examples(), inputs=[a_audio], label="Example sounds (synthesized)")
-            # ---------------------------------------------------------------- caption -> images
-            with gr.Tab("Caption → Images", id="caption-images"):
-                _banner(models)
-                scorers = _scorers(models, "text", "image")
-                gr.Markdown(_scorer_note(models, "text", "image"), elem_classes=["route-note"])
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        c_text = gr.Textbox(label=f"Caption (up to {lim.max_caption_chars} characters)",
-                                            placeholder="a cat with green eyes", elem_id="caption-input")
-                        c_gal = gr.Dropdown(models.gallery_names(), value=DEFAULT_GALLERY, label="Gallery")
-                        c_scorer = gr.Radio(scorers, value=scorers[0][1], label="Scorer")
-                        c_k = gr.Slider(1, lim.max_top_k, value=min(6, lim.max_top_k), step=1, label="Top-k")
-                        c_btn = gr.Button("Search", variant="primary", elem_id="search-btn")
-                        gr.Examples([[c] for c in CAPTION_EXAMPLES], inputs=[c_text], label="Example captions")
-                    with gr.Column(scale=2):
-                        c_out = gr.Gallery(label="Top matches", columns=3, height="auto", elem_id="caption-gallery")
-                        c_info = gr.Markdown()
-            # ---------------------------------------------------------------- sound -> images
-            with gr.Tab("Sound → Images", id="sound-images"):
-                _banner(models)
-                s_routes = []
-                if models.has_fusion("audio", "image"):
-                    s_routes.append(("FuseMix shared space" + (" (untrained stand-ins)" if models.standin else ""),
-                                     "fusemix"))
-                    s_note = ("FuseMix audio and image adapters share one space (trained against a common text "
-                              "anchor), so a sound ranks images directly. The zero-training baseline stays "
-                              "available for comparison.")
-                    if models.standin:
-                        s_note = "Here the adapters are random, untrained stand-ins. " + s_note
-                else:
-                    s_note = ("**No trained FuseMix audio and image adapters are installed**, so the shared-space "
-                              "route is not available here. The zero-training baseline below matches the sound to "
-                              "a caption with CLAP, then ranks the images for it with the reference CLIP.")
-                s_routes.append(("Baseline: CLAP caption → reference CLIP (zero training)", "baseline"))
-                gr.Markdown(s_note, elem_classes=["route-note"])
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        s_audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
-                                           label=f"Sound (up to {lim.max_audio_seconds:g} s)")
-                        s_route = gr.Radio(s_routes, value=s_routes[0][1], label="Route")
-                        s_gal = gr.Dropdown(models.gallery_names(), value=DEFAULT_GALLERY, label="Gallery")
-                        s_k = gr.Slider(1, lim.max_top_k, value=min(6, lim.max_top_k), step=1, label="Top-k")
-                        s_btn = gr.Button("Find images", variant="primary")
-                        if _audio_examples():
-                            gr.Examples(_audio_examples(), inputs=[s_audio], label="Example sounds (synthesized)")
-                    with gr.Column(scale=2):
-                        s_out = gr.Gallery(label="Top matches", columns=3, height="auto")
-                        s_info = gr.Markdown()
-            # ---------------------------------------------------------------- image -> captions
-            with gr.Tab("Image → Captions", id="image-captions"):
-                _banner(models)
-                i_scorers = _scorers(models, "image", "text")
-                gr.Markdown(_scorer_note(models, "image", "text"), elem_classes=["route-note"])
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        i_img = ImageInput(type="filepath", label="Image", sources=["upload", "clipboard"])
-                        i_scorer = gr.Radio(i_scorers, value=i_scorers[0][1], label="Scorer")
-                        i_k = gr.Slider(1, lim.max_top_k, value=min(5, lim.max_top_k), step=1, label="Top-k")
-                        i_btn = gr.Button("Find captions", variant="primary")
-                        if _image_examples():
-                            gr.Examples(_image_examples(), inputs=[i_img], label="Example photos (scikit-image)")
-                    with gr.Column(scale=2):
-                        i_out = gr.Dataframe(headers=["rank", "caption", "score", "from"], interactive=False,
-                                             label="Closest captions")
-                        i_info = gr.Markdown()
-            # ---------------------------------------------------------------- about
+            _audio_tab(models, logic)
+            _search_tab(models, "caption_to_images", logic.caption_to_images, models.has_fusion("text", "image"),
+                        lambda **kw: gr.Textbox(label=f"Caption (up to {lim.max_caption_chars} characters)",
+                                                placeholder="a cat with green eyes", **kw),
+                        ("query", "gallery", "choice", "k"),
+                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "caption")
+            _search_tab(models, "sound_to_images", logic.sound_to_images, models.has_fusion("audio", "image"),
+                        lambda **kw: gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                              label=f"Sound (up to {lim.max_audio_seconds:g} s)", **kw),
+                        ("query", "choice", "gallery", "k"),
+                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio")
+            _search_tab(models, "image_to_captions", logic.image_to_captions, models.has_fusion("image", "text"),
+                        lambda **kw: read_uploads_with(  # checked from the header before Gradio decodes it
+                            gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], **kw),
+                            lambda path: check_image_upload(path, lim), user_message),
+                        ("query", "choice", "k"),
+                        lambda **kw: gr.Dataframe(headers=["rank", "caption", "score", "from"], interactive=False,
+                                                  label="Closest captions", **kw), "image", k=5)
             with gr.Tab("About", id="about"):
                 _banner(models)
                 gr.Markdown(_about(models))
 
-        gen_kw = dict(concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
-        search_kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
-        a_btn.click(user_errors(demo_logic.audio_to_image),
-                    [a_audio, a_route, a_steer, a_steer_w, a_seed, a_steps, a_guid, a_size],
-                    [a_img, a_caps, a_info], api_name="audio_to_image", **gen_kw)
-        c_btn.click(user_errors(demo_logic.caption_to_images), [c_text, c_gal, c_scorer, c_k], [c_out, c_info],
-                    api_name="caption_to_images", **search_kw)
-        c_text.submit(user_errors(demo_logic.caption_to_images), [c_text, c_gal, c_scorer, c_k], [c_out, c_info],
-                      api_visibility="private", **search_kw)
-        s_btn.click(user_errors(demo_logic.sound_to_images), [s_audio, s_route, s_gal, s_k], [s_out, s_info],
-                    api_name="sound_to_images", **search_kw)
-        i_btn.click(user_errors(demo_logic.image_to_captions), [i_img, i_scorer, i_k], [i_out, i_info],
-                    api_name="image_to_captions", **search_kw)
-
     demo.queue(max_size=lim.queue_size, default_concurrency_limit=lim.search_concurrency)
-    demo.fusemix = demo_logic  # for launch() and tests
+    demo.fusemix = logic  # for launch() and tests
     return demo
-
-
-def _scorers(models: DemoModels, *modalities: str) -> list[tuple[str, str]]:
-    ref = ("Reference CLIP (zero training" + (", untrained stand-in)" if models.standin else ")"), "reference")
-    if models.has_fusion(*modalities):
-        return [("FuseMix adapters" + (" (untrained stand-ins)" if models.standin else ""), "fusemix"), ref]
-    return [ref]
-
-
-def _scorer_note(models: DemoModels, *modalities: str) -> str:
-    pair = " and ".join(modalities)
-    if models.has_fusion(*modalities):
-        if models.standin:
-            return (f"Random, untrained stand-in FuseMix {pair} adapters run here (so the FuseMix route runs end "
-                    "to end); the reference CLIP (a tiny random stand-in too) stays selectable.")
-        return (f"FuseMix {pair} adapters are installed and used by default; the reference CLIP (zero training) "
-                "stays selectable for comparison.")
-    return (f"**No trained FuseMix {pair} adapters are installed** (weights/ holds none yet), so this tab uses the "
-            "zero-training reference: a CLIP model scores the captions and images as it ships.")
-
-
-def _about(models: DemoModels) -> str:
-    d = models.describe()
-    lim = models.settings.limits
-    lines = ["## What runs here", f"- Profile: **{d['profile']}**" +
-             (f" (asked for {d['requested']}; {html.escape(d['reason'])})" if d["reason"] else ""),
-             f"- Device: {d['device']}"]
-    lines += [f"- {k}: `{v}`" for k, v in d["models"].items()]
-    if d["adapters"]:
-        for a in d["adapters"]:
-            lines.append(f"- FuseMix {a['kind']} adapter ({', '.join(a['modalities'])})" +
-                         (" — random stand-in" if a["standin"] else f" from `{a['path']}`"))
-    else:
-        lines.append("- FuseMix adapters: none installed (see weights/README.md for how to train and publish them)")
-    for p in d["adapter_problems"]:
-        lines.append(f"- note: {html.escape(p)}")
-    lines += ["", "## Limits",
-              f"- uploads up to {lim.max_upload_mb} MB; sounds {lim.min_audio_seconds:g}–{lim.max_audio_seconds:g} s "
-              f"(checked from the file header before decoding); captions up to {lim.max_caption_chars} characters",
-              f"- image generation runs {lim.generation_concurrency} at a time; at most {lim.queue_size} requests "
-              "wait in the queue",
-              "", "## Default gallery", "Real photographs shipped with scikit-image:", ""]
-    try:
-        from fusemix.default_gallery import licence_table
-
-        lines.append(licence_table())
-    except Exception:  # noqa: BLE001
-        lines.append("(scikit-image is not installed)")
-    lines += ["", "Example sounds were synthesized for this project (numpy tones and noise, espeak-ng speech)."]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- launching
@@ -793,32 +523,18 @@ def _about(models: DemoModels) -> str:
 
 def launch_kwargs(settings: Settings) -> dict:
     """What ``demo.launch`` needs besides the Blocks (limits, allowed example files, styling)."""
-    allowed = [str(EXAMPLES_DIR)]
-    allowed += [str(Path(p[0]).parent) for p in _image_examples()[:1]]
+    allowed = [str(EXAMPLES_DIR)] + [str(Path(p[0]).parent) for p in _examples("image")[:1]]
     return {"server_name": settings.host, "server_port": settings.port,
-            "max_file_size": f"{settings.limits.max_upload_mb}mb", "allowed_paths": allowed, "css": CSS,
+            "max_file_size": f"{settings.limits.max_upload_mb}mb", "allowed_paths": allowed, "css": T.CSS,
             "footer_links": ["api", "gradio"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="FuseMix Gradio demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--profile", choices=["real", "tiny"], default=None,
-                   help="real: hub checkpoints (default); tiny: untrained random stand-ins [FUSEMIX_PROFILE]")
-    p.add_argument("--strict", action="store_true", default=None,
-                   help="exit instead of falling back to the tiny stand-ins [FUSEMIX_STRICT]")
-    p.add_argument("--gallery", default=None, help="a folder of images offered next to the default gallery "
-                                                   "[FUSEMIX_GALLERY]")
-    p.add_argument("--weights", default=None, help="folder or hub repo id with trained FuseMix adapters "
-                                                   "(default: weights/) [FUSEMIX_WEIGHTS]")
-    p.add_argument("--host", default=None, help="interface to bind, e.g. 0.0.0.0 [FUSEMIX_HOST, GRADIO_SERVER_NAME]")
-    p.add_argument("--port", type=int, default=None, help="port [FUSEMIX_PORT, GRADIO_SERVER_PORT]")
-    p.add_argument("--sd-model", default=None, help="Stable Diffusion checkpoint [FUSEMIX_SD_MODEL]")
-    p.add_argument("--clap-model", default=None, help="CLAP checkpoint [FUSEMIX_CLAP_MODEL]")
-    p.add_argument("--reference-model", default=None, help="reference CLIP checkpoint [FUSEMIX_REFERENCE_MODEL]")
-    p.add_argument("--vae", default=None, help="auto (TAESD decoder on CPU, the checkpoint's VAE on GPU), full, or "
-                                               "an AutoencoderTiny id [FUSEMIX_VAE]")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when present) "
-                                                   "[FUSEMIX_DEVICE]")
+    kw = {"strict": {"action": "store_true"}, "port": {"type": int}, "profile": {"choices": PROFILES}}
+    for name, text in T.FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), default=None, help=f"{text} [FUSEMIX_{name.upper()}]",
+                       **kw.get(name, {}))
     return p.parse_args(argv)
 
 
@@ -827,10 +543,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     t0 = time.perf_counter()
     try:
-        settings = Settings.from_env(profile=args.profile, strict=args.strict, gallery=args.gallery,
-                                     weights=args.weights, host=args.host, port=args.port, sd_model=args.sd_model,
-                                     clap_model=args.clap_model, reference_model=args.reference_model,
-                                     vae=args.vae, device=args.device)
+        settings = Settings.from_env(**vars(args))
         resolution = resolve_profile(settings)
     except (ValueError, ProfileUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,24 +1,13 @@
-"""Model profiles and lazy, cached loaders for the FuseMix demo.
+"""Settings, profiles and lazy, shared model loaders for the FuseMix demo.
 
-Nothing heavy happens at import time or when the app is built: each model loads on the first
-request that needs it, once, under a lock, and is then shared by every request.
-
-Profiles
---------
-``real`` (default)
-    Hub checkpoints: CLAP ``laion/clap-htsat-unfused``, Stable Diffusion ``stabilityai/sd-turbo`` and
-    the reference CLIP ``openai/clip-vit-base-patch32`` (override with flags / env vars), plus FuseMix
-    adapters from ``weights/`` or a hub repo (``--weights``). Before the app is built, a cheap probe
-    (local path, or ``config.json`` in the Hugging Face cache, or one metadata request to the hub)
-    checks that each checkpoint can be had. If not, the app says so and, unless ``strict``, falls
-    back to ``tiny``.
-``tiny``
-    Tiny RANDOM stand-ins in Hugging Face format (``fusemix.tiny``), built on first use under a cache
-    folder and loaded through the same ``from_pretrained`` code, with random (untrained) stand-in
-    adapters so that every route runs. Every output is labelled as coming from untrained stand-ins.
+Profiles: ``real`` (hub or local checkpoints and FuseMix adapters from ``weights/`` or a hub repo; probed
+cheaply before the app is built, with a fall-back to ``tiny`` unless ``strict``) and ``tiny`` (random
+stand-ins from ``fusemix.tiny`` with random adapters, so every route runs, all labelled as such). Each
+model loads on the first request that needs it, once, and is shared by every request.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,21 +18,17 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
+
 logger = logging.getLogger("fusemix.demo")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("real", "tiny")
-DEFAULT_IDS = {
-    "clap": "laion/clap-htsat-unfused",
-    "sd": "stabilityai/sd-turbo",
-    "reference": "openai/clip-vit-base-patch32",
-}
-# On CPU the full SD VAE decoder costs more than a sd-turbo UNet step at 512 px: a 1-step generation took
-# 44 CPU-seconds with it and 20.5 with TAESD (a 2.4 M-parameter AutoencoderTiny for the SD 1.x / 2.x
-# latent space), measured with random weights of the real architectures (docs/space.md).
+DEFAULT_IDS = {"clap": "laion/clap-htsat-unfused", "sd": "stabilityai/sd-turbo",
+               "reference": "openai/clip-vit-base-patch32"}
+# On CPU the full SD VAE decoder costs more than a sd-turbo step; TAESD decodes the same latents (docs/space.md).
 DEFAULT_CPU_VAE = "madebyollin/taesd"
-# a file that every checkpoint of that kind has, to look for in the local Hugging Face cache
-_PROBE_FILE = {"clap": "config.json", "sd": "model_index.json", "reference": "config.json", "vae": "config.json"}
+_PROBE_FILE = {"sd": "model_index.json"}  # the file every checkpoint of a kind has (else config.json)
 DEFAULT_GALLERY = "Default photos (scikit-image)"
 STANDIN_ADAPTER_NOTE = "RANDOM STAND-IN adapter built by the demo's tiny profile: untrained, outputs are meaningless.\n"
 TINY_LAYOUT_VERSION = "1"
@@ -61,6 +46,13 @@ def _env_bool(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def _parse(var: str, raw: str, kind: Callable[[str], Any], what: str = "a number") -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{var} must be {what}, got {raw!r}") from None
+
+
 @dataclass
 class Limits:
     """Request limits; the defaults suit a free CPU Space (2 vCPU, 16 GB)."""
@@ -70,12 +62,12 @@ class Limits:
     min_audio_seconds: float = 0.1
     max_caption_chars: int = 300
     max_top_k: int = 12
-    # requests waiting beyond this are turned away ("Queue is full!"). Waiting requests cost next to nothing
-    # (the concurrency limits below bound memory); 16 turned away 1/3 of a 200-request burst (docs/reliability.md)
+    # waiting requests cost next to nothing (the concurrency limits bound memory); a short queue turned
+    # bursts away (docs/reliability.md)
     queue_size: int = 256
     generation_concurrency: int = 1  # generations run one at a time (memory)
-    # searches one at a time too: they share Hugging Face fast tokenizers, which must not be used from two
-    # threads at once ("Already borrowed"); generation and search still run side by side
+    # searches one at a time too: Hugging Face fast tokenizers must not be used from two threads at once
+    # ("Already borrowed"); generation and search still run side by side
     search_concurrency: int = 1
 
 
@@ -92,72 +84,45 @@ class Settings:
     reference_model: str = DEFAULT_IDS["reference"]
     vae: str = "auto"  # auto: TAESD on CPU, the checkpoint's own VAE on GPU; full; or an AutoencoderTiny id
     device: str | None = None  # None: CUDA when available, else CPU
-    tiny_root: str | None = None  # where stand-ins are built; None: $FUSEMIX_CACHE/demo-tiny-v1
+    tiny_root: str | None = None  # where stand-ins are built; None: under the fusemix cache root
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
     limits: Limits = field(default_factory=Limits)
 
-    ENV = {  # field -> environment variable
-        "profile": "FUSEMIX_PROFILE", "strict": "FUSEMIX_STRICT", "gallery": "FUSEMIX_GALLERY",
-        "weights": "FUSEMIX_WEIGHTS", "clap_model": "FUSEMIX_CLAP_MODEL", "sd_model": "FUSEMIX_SD_MODEL",
-        "reference_model": "FUSEMIX_REFERENCE_MODEL", "vae": "FUSEMIX_VAE", "device": "FUSEMIX_DEVICE",
-        "tiny_root": "FUSEMIX_TINY_ROOT", "host": "FUSEMIX_HOST", "port": "FUSEMIX_PORT",
-    }
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> "Settings":
-        """Settings from ``FUSEMIX_*`` variables; keyword overrides (not None) win."""
+        """Settings from ``FUSEMIX_<FIELD>`` variables (limits too: ``FUSEMIX_QUEUE_SIZE``, ...); keyword
+        overrides that are not None win."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name, var in cls.ENV.items():
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
-            if name == "strict":
-                values[name] = _env_bool(raw)
-            elif name == "port":
-                try:
-                    values[name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{var} must be a port number, got {raw!r}") from None
-            else:
-                values[name] = raw
-        limits = Limits()
+        values: dict[str, Any] = {"limits": Limits()}
+        for f in fields(cls):
+            var = f"FUSEMIX_{f.name.upper()}"
+            if env.get(var) and f.name != "limits":
+                kind = {"strict": _env_bool, "port": int, "probe_timeout": float}.get(f.name, str)
+                values[f.name] = _parse(var, env[var], kind, "a port number" if f.name == "port" else "a number")
         for f in fields(Limits):
-            raw = env.get(f"FUSEMIX_{f.name.upper()}")
-            if raw:
-                try:
-                    setattr(limits, f.name, type(getattr(limits, f.name))(raw))
-                except ValueError:
-                    raise ValueError(f"FUSEMIX_{f.name.upper()} must be a number, got {raw!r}") from None
-        values["limits"] = limits
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        s = cls(**values)
-        s.validate()
+            var = f"FUSEMIX_{f.name.upper()}"
+            if env.get(var):
+                setattr(values["limits"], f.name, _parse(var, env[var], type(getattr(values["limits"], f.name))))
+        s = cls(**{**values, **{k: v for k, v in overrides.items() if v is not None}})
+        if s.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {s.profile!r}")
+        if s.gallery is not None and not Path(s.gallery).is_dir():
+            raise ValueError(f"--gallery {s.gallery!r} is not a folder")
+        if s.port is not None and not 0 < int(s.port) < 65536:
+            raise ValueError(f"port must be in 1..65535, got {s.port}")
         return s
 
     def vae_id(self) -> str | None:
         """The AutoencoderTiny to decode with, or None for the SD checkpoint's own VAE."""
-        if self.vae == "full":
-            return None
         if self.vae == "auto":
-            return None if _pick_device(self.device).type == "cuda" else DEFAULT_CPU_VAE
-        return self.vae
+            return None if pick_device(self.device).type == "cuda" else DEFAULT_CPU_VAE
+        return None if self.vae == "full" else self.vae
 
     def real_ids(self) -> dict[str, str]:
         ids = {"clap": self.clap_model, "sd": self.sd_model, "reference": self.reference_model}
-        if self.vae_id():
-            ids["vae"] = self.vae_id()
-        return ids
-
-    def validate(self) -> None:
-        if self.profile not in PROFILES:
-            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
-        if self.gallery is not None and not Path(self.gallery).is_dir():
-            raise ValueError(f"--gallery {self.gallery!r} is not a folder")
-        if self.port is not None and not 0 < int(self.port) < 65536:
-            raise ValueError(f"port must be in 1..65535, got {self.port}")
+        return {**ids, "vae": self.vae_id()} if self.vae_id() else ids
 
 
 # --------------------------------------------------------------------------- profile resolution
@@ -180,48 +145,38 @@ class Resolution:
         return self.requested != self.profile
 
 
-def _hub_offline() -> bool:
-    return _env_bool(os.environ.get("HF_HUB_OFFLINE")) or _env_bool(os.environ.get("TRANSFORMERS_OFFLINE"))
-
-
 def probe_checkpoints(ids: Mapping[str, str], timeout: float = 5.0) -> list[str]:
     """Problems that would stop these checkpoints from loading (empty list: all obtainable).
 
-    Cheap: a local folder is checked for its key file; a hub id counts as present when that file
-    is in the local Hugging Face cache; otherwise one metadata request per id asks the hub (the
-    first failure to reach the hub stops further requests).
-    """
+    Cheap: a local folder is checked for its key file; a hub id counts as present when that file is in
+    the local Hugging Face cache; else one metadata request per id asks the hub (the first failure to
+    reach it stops further requests)."""
     from huggingface_hub import HfApi, try_to_load_from_cache
 
     problems: list[str] = []
-    remote: list[tuple[str, str]] = []
+    remote: list[str] = []
     for kind, model_id in ids.items():
         key = _PROBE_FILE.get(kind, "config.json")
-        p = Path(model_id).expanduser()
-        if p.exists():
-            if not (p / key).is_file():
+        if Path(model_id).expanduser().exists():
+            if not (Path(model_id).expanduser() / key).is_file():
                 problems.append(f"{model_id} is a local path without {key}")
             continue
         try:
             cached = try_to_load_from_cache(model_id, key)
         except Exception:  # noqa: BLE001 - a malformed id: let the hub check say why
             cached = None
-        if isinstance(cached, str):
-            continue
-        remote.append((kind, model_id))
-    if not remote:
-        return problems
-    if _hub_offline():
-        return problems + [f"{m} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
-                           for _, m in remote]
+        if not isinstance(cached, str):
+            remote.append(model_id)
+    if remote and any(_env_bool(os.environ.get(v)) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
+        return problems + [f"{m} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set" for m in remote]
     api = HfApi()
-    for i, (_, model_id) in enumerate(remote):
+    for i, model_id in enumerate(remote):
         try:
             api.model_info(model_id, timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - connection errors, 404, gated repos: all plain reasons
             name = type(exc).__name__
             if "connect" in name.lower() or "timeout" in name.lower() or isinstance(exc, OSError):
-                rest = [m for _, m in remote[i:]]
+                rest = remote[i:]
                 problems.append(f"cannot reach the Hugging Face Hub ({name}: {str(exc)[:120]}), and "
                                 f"{', '.join(rest)} {'is' if len(rest) == 1 else 'are'} not in the local cache")
                 break
@@ -247,17 +202,12 @@ def resolve_profile(settings: Settings, probe: Callable[..., list[str]] = probe_
 # --------------------------------------------------------------------------- adapters on disk
 
 
-def parse_encoder_spec(spec: str, modality: str) -> tuple[str, str]:
-    """``"KIND:MODEL_ID"`` (what train.py records) -> (kind, id); a bare id gets its modality's usual kind."""
-    from fusemix.encoders import ENCODER_KINDS
-
-    kind, sep, model_id = str(spec).partition(":")
-    if sep and kind in ENCODER_KINDS and model_id:
-        return kind, model_id
-    default = {"audio": "clap-audio", "image": "image", "text": "sentence"}.get(modality)
-    if default is None:
-        raise DemoInputError(f"cannot tell which encoder produced the {modality!r} latents ({spec!r})")
-    return default, str(spec)
+def encoder_of(spec: str, modality: str) -> tuple[str, str]:
+    """The (kind, model id) of the encoder a checkpoint records (``KIND:MODEL_ID`` or a bare id)."""
+    try:
+        return parse_spec(spec, modality)
+    except SpecError as exc:
+        raise DemoInputError(f"cannot tell which encoder produced the {modality!r} latents: {exc}") from None
 
 
 @dataclass
@@ -271,32 +221,25 @@ class AdapterEntry:
     def modalities(self) -> set[str]:
         return set(self.config.get("modalities", {})) if self.kind == "fusion" else {"audio"}
 
-    @property
-    def card(self) -> str:
-        readme = self.path / "README.md"
-        return readme.read_text(encoding="utf-8", errors="replace") if readme.is_file() else ""
-
 
 def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str]]:
     """Adapters under ``root`` (itself or its immediate subfolders): (entries, problems)."""
     from fusemix.tiny import is_standin
 
     root = Path(root)
+    if not root.is_dir():
+        return [], [f"{root} is not a folder"]
     entries: list[AdapterEntry] = []
     problems: list[str] = []
-    if not root.is_dir():
-        return entries, [f"{root} is not a folder"]
     for d in [root, *sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]:
-        cfg = d / "config.json"
-        if not cfg.is_file():
+        if not (d / "config.json").is_file():
             continue
         try:
-            raw = json.loads(cfg.read_text())
+            raw = json.loads((d / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            problems.append(f"{cfg}: unreadable ({exc})")
+            problems.append(f"{d / 'config.json'}: unreadable ({exc})")
             continue
-        mtype = raw.get("model_type")
-        kind = {"fusemix.FusionModel": "fusion", "fusemix.ConditioningBridge": "bridge"}.get(mtype)
+        kind = {"fusemix.FusionModel": "fusion", "fusemix.ConditioningBridge": "bridge"}.get(raw.get("model_type"))
         if kind is None:
             continue
         if not (d / "model.safetensors").is_file():
@@ -308,9 +251,8 @@ def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str
 
 def _fetch_weights(spec: str) -> Path:
     """A local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)."""
-    p = Path(spec).expanduser()
-    if p.exists():
-        return p
+    if Path(spec).expanduser().exists():
+        return Path(spec).expanduser()
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"]))
@@ -319,35 +261,14 @@ def _fetch_weights(spec: str) -> Path:
 # --------------------------------------------------------------------------- the lazy model hub
 
 
-def default_tiny_root() -> Path:
-    base = os.environ.get("FUSEMIX_CACHE") or Path.home() / ".cache" / "fusemix"
-    return Path(base) / f"demo-tiny-v{TINY_LAYOUT_VERSION}"
+def _shared(method):
+    """A DemoModels method whose result, per arguments, is computed once and then shared by all requests."""
 
+    @functools.wraps(method)
+    def get(self, *args):
+        return self._once((method.__name__, *args), lambda: method(self, *args))
 
-def _pick_device(device: str | None):
-    import torch
-
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-class _Once:
-    """A value computed once, on first use, under a lock; a failure is not cached (next call retries)."""
-
-    def __init__(self, fn: Callable[[], Any]):
-        self.fn, self.lock, self.value, self.done = fn, threading.Lock(), None, False
-
-    def get(self) -> Any:
-        if self.done:
-            return self.value
-        with self.lock:
-            if not self.done:
-                self.value = self.fn()
-                self.done = True
-        return self.value
-
-    @property
-    def loaded(self) -> bool:
-        return self.done
+    return get
 
 
 class DemoModels:
@@ -356,32 +277,33 @@ class DemoModels:
     def __init__(self, settings: Settings, resolution: Resolution):
         self.settings = settings
         self.resolution = resolution
-        self.profile = resolution.profile
         self.standin = resolution.standin
-        self.device = _pick_device(settings.device)
-        self.tiny_root = Path(settings.tiny_root) if settings.tiny_root else default_tiny_root()
+        self.device = pick_device(settings.device)
+        self.tiny_root = Path(settings.tiny_root or cache_root(f"demo-tiny-v{TINY_LAYOUT_VERSION}"))
         self.adapter_problems: list[str] = []
         self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
         self.adapters: list[AdapterEntry] = self._find_adapters()
-        self._tiny = _Once(self._build_tiny)
-        self._clap_audio = _Once(self._load_clap_audio)
-        self._caption_bank = _Once(self._load_caption_bank)
-        self._a2i = _Once(self._load_audio_to_image)
-        self._reference = _Once(self._load_reference)
-        self._fusion: dict[Path, _Once] = {}
-        self._spaces: dict[str, _Once] = {}
-        self._galleries: dict[tuple[str, str], _Once] = {}
+        self._values: dict[tuple, Any] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def _once(self, key: tuple, fn: Callable[[], Any]) -> Any:
+        """``fn()`` computed once per key under that key's lock; a failure is not kept (the next call retries)."""
+        with self._lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                self._values[key] = fn()
+            return self._values[key]
 
     # ---------------------------------------------------------------- what is available (cheap)
 
     def _find_adapters(self) -> list[AdapterEntry]:
-        if self.standin:
-            # the tiny profile's own random adapters, built on first use (see _build_tiny)
+        if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
             fusion_cfg = {"model_type": "fusemix.FusionModel", "modalities": {"audio": {}, "text": {}, "image": {}}}
-            bridge_cfg = {"model_type": "fusemix.ConditioningBridge"}
             return [AdapterEntry("fusion", self.tiny_root / "adapters" / "fusion", fusion_cfg, True),
-                    AdapterEntry("bridge", self.tiny_root / "adapters" / "bridge", bridge_cfg, True)]
+                    AdapterEntry("bridge", self.tiny_root / "adapters" / "bridge",
+                                 {"model_type": "fusemix.ConditioningBridge"}, True)]
         spec = self.settings.weights
         if spec is None:
             spec = str(REPO_ROOT / "weights")
@@ -396,25 +318,24 @@ class DemoModels:
         entries, problems = scan_adapters(root)
         self.adapter_problems.extend(problems)
         # real profile: stand-in adapters are never passed off as trained ones
-        for e in [e for e in entries if e.standin]:
-            self.adapter_problems.append(f"{e.path} is a random stand-in adapter; not used on the real profile")
+        self.adapter_problems += [f"{e.path} is a random stand-in adapter; not used on the real profile"
+                                  for e in entries if e.standin]
         return [e for e in entries if not e.standin]
 
     @property
     def bridge_entry(self) -> AdapterEntry | None:
         return next((e for e in self.adapters if e.kind == "bridge"), None)
 
-    def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
-        """The first FuseMix adapter model that has all of ``modalities``."""
-        need = set(modalities)
-        return next((e for e in self.adapters if e.kind == "fusion" and need <= e.modalities), None)
-
-    def has_fusion(self, *modalities: str) -> bool:
-        return self.fusion_entry(*modalities) is not None
-
     @property
     def has_bridge(self) -> bool:
         return self.bridge_entry is not None
+
+    def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
+        """The first FuseMix adapter model that has all of ``modalities``."""
+        return next((e for e in self.adapters if e.kind == "fusion" and set(modalities) <= e.modalities), None)
+
+    def has_fusion(self, *modalities: str) -> bool:
+        return self.fusion_entry(*modalities) is not None
 
     def model_ids(self) -> dict[str, str]:
         """Checkpoint ids (real) or stand-in folders (tiny; built on first call)."""
@@ -423,70 +344,55 @@ class DemoModels:
             return {"clap": str(suite["clap"]), "sd": str(suite["sd"]), "reference": str(suite["clip"])}
         return self.settings.real_ids()
 
-    def describe(self) -> dict:
-        """For the UI's About section (cheap: never loads a model)."""
-        s = self.settings
-        ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
-                "reference": "tiny random CLIPModel"} if self.standin else s.real_ids())
-        return {"profile": self.profile, "requested": self.resolution.requested, "reason": self.resolution.reason,
-                "device": str(self.device), "models": ids,
-                "adapters": [{"kind": e.kind, "path": str(e.path), "modalities": sorted(e.modalities),
-                              "standin": e.standin} for e in self.adapters],
-                "adapter_problems": list(self.adapter_problems)}
-
     def loaded(self) -> list[str]:
-        names = {"stand-ins": self._tiny, "CLAP": self._clap_audio, "caption bank": self._caption_bank,
-                 "audio-to-image": self._a2i, "reference CLIP": self._reference}
-        return [n for n, o in names.items() if o.loaded]
+        names = {"tiny_suite": "stand-ins", "clap_audio": "CLAP", "caption_bank": "caption bank",
+                 "audio_to_image": "audio-to-image", "reference": "reference CLIP"}
+        return [names[k[0]] for k in list(self._values) if k[0] in names]
 
     # ---------------------------------------------------------------- tiny stand-ins
 
+    @_shared
     def tiny_suite(self) -> dict[str, Path]:
-        if not self.standin:
-            raise RuntimeError("stand-ins are only used on the tiny profile")
-        return self._tiny.get()
-
-    def _build_tiny(self) -> dict[str, Path]:
+        """The stand-in models and adapters (built on first use, atomically, under the tiny root)."""
         import torch
 
         from fusemix.bridge import BridgeConfig, ConditioningBridge
         from fusemix.model import FusionConfig, FusionModel, ModalitySpec
         from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
 
+        if not self.standin:
+            raise RuntimeError("stand-ins are only used on the tiny profile")
         suite = build_tiny_suite(self.tiny_root / "models", extras=("clip",))
-        adapters = self.tiny_root / "adapters"
+        note = {"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()}
 
         def build_fusion(d: Path) -> None:
-            cfg = FusionConfig(
+            FusionModel(FusionConfig(
                 modalities={"audio": ModalitySpec(f"clap-audio:{suite['clap']}", 16, "projected"),
                             "text": ModalitySpec(f"sentence:{suite['sentence']}", 32, "mean"),
                             "image": ModalitySpec(f"image:{suite['image']}", 32, "cls")},
-                proj_dim=16, depth=1, expansion=2, dropout=0.0,
-                extra={"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()})
-            FusionModel(cfg).save_pretrained(d)
+                proj_dim=16, depth=1, expansion=2, dropout=0.0, extra=note)).save_pretrained(d)
 
         def build_bridge(d: Path) -> None:
-            bcfg = BridgeConfig(clap_model=str(suite["clap"]), sd_model=str(suite["sd"]), in_dim=16,
-                                seq_len=77, out_dim=32, head="direct", depth=1, expansion=2, dropout=0.0,
-                                extra={"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()})
-            ConditioningBridge(bcfg).save_pretrained(d)
+            ConditioningBridge(BridgeConfig(clap_model=str(suite["clap"]), sd_model=str(suite["sd"]), in_dim=16,
+                                            seq_len=77, out_dim=32, head="direct", depth=1, expansion=2,
+                                            dropout=0.0, extra=note)).save_pretrained(d)
 
+        adapters = self.tiny_root / "adapters"
         for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),
                                (adapters / "bridge", build_bridge, ConditioningBridge.from_pretrained)):
-            if is_standin(d):
-                try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
+            try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
+                if is_standin(d):
                     load(d)
                     continue
-                except Exception:  # noqa: BLE001
-                    logger.info("rebuilding stale stand-in adapter %s", d)
+            except Exception:  # noqa: BLE001
+                logger.info("rebuilding stale stand-in adapter %s", d)
             tmp = d.with_name(f".{d.name}.{os.getpid()}.{threading.get_ident()}")  # atomic: build, then rename
             shutil.rmtree(tmp, ignore_errors=True)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(0)
                 build(tmp)
             (tmp / STANDIN_FILE).write_text(STANDIN_ADAPTER_NOTE)
-            if d.exists():
-                shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(d, ignore_errors=True)
             try:
                 os.replace(tmp, d)
             except OSError:  # another process put a fresh copy there first
@@ -495,11 +401,9 @@ class DemoModels:
 
     # ---------------------------------------------------------------- loaders
 
+    @_shared
     def clap_audio(self):
         """CLAP audio encoder (shared with the caption bank's text tower through fusemix's CLAP cache)."""
-        return self._clap_audio.get()
-
-    def _load_clap_audio(self):
         from fusemix.encoders import load_encoder
 
         lim = self.settings.limits
@@ -507,26 +411,22 @@ class DemoModels:
                             max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                             max_bytes=lim.max_upload_mb * 1024 * 1024)
 
+    @_shared
     def caption_bank(self):
         """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        return self._caption_bank.get()
-
-    def _load_caption_bank(self):
         from fusemix.caption_bank import CaptionBank
         from fusemix.encoders import load_encoder
 
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
+    @_shared
     def audio_to_image(self):
         """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
-        return self._a2i.get()
-
-    def _load_audio_to_image(self):
         import torch
         from diffusers import StableDiffusionPipeline
 
         from fusemix.bridge import ConditioningBridge
-        from fusemix.checkpoint import from_pretrained_safetensors
+        from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
         from fusemix.generation import AudioToImage
 
         ids = self.model_ids()
@@ -538,8 +438,6 @@ class DemoModels:
             extra["vae"] = from_pretrained_safetensors(AutoencoderTiny, ids["vae"], dtype=dtype)
         # a checkpoint's own safety checker (SD 1.x has one) is kept: AudioToImage refuses flagged images
         pipe = from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
-        from fusemix.checkpoint import CheckpointError
-
         bridge = None
         entry = self.bridge_entry
         if entry is not None:
@@ -555,11 +453,9 @@ class DemoModels:
         return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank(),
                             standin=self.standin or is_standin(ids["sd"]) or is_standin(ids["clap"]))
 
+    @_shared
     def reference(self):
         """The reference CLIP scorer (zero training)."""
-        return self._reference.get()
-
-    def _load_reference(self):
         from fusemix.reference import ReferenceScorer
 
         from fusemix.tiny import is_standin
@@ -567,52 +463,43 @@ class DemoModels:
         ref = self.model_ids()["reference"]
         return ReferenceScorer.from_pretrained(ref, device=self.device, standin=self.standin or is_standin(ref))
 
-    def fusion_model(self, entry: AdapterEntry):
-        with self._lock:
-            once = self._fusion.setdefault(entry.path, _Once(lambda: self._load_fusion(entry)))
-        return once.get()
-
-    def _load_fusion(self, entry: AdapterEntry):
+    @_shared
+    def fusion_model(self, path: Path):
         from fusemix.model import FusionModel
 
         if self.standin:
             self.tiny_suite()  # builds the stand-in adapters too
-        return FusionModel.from_pretrained(entry.path).to(self.device)
+        return FusionModel.from_pretrained(path).to(self.device)
 
     def space(self, scorer: str, *modalities: str):
         """An EmbeddingSpace: ``"reference"`` (CLIP: image, text) or ``"fusemix"`` (adapters + encoders)."""
+        if scorer not in ("fusemix", "reference"):
+            raise DemoInputError("Scorer must be 'fusemix' or 'reference'.")
         if scorer == "reference":
-            key = "reference"
-        elif scorer == "fusemix":
-            entry = self.fusion_entry(*modalities)
-            if entry is None:
-                raise DemoInputError(f"No trained FuseMix adapters for {' + '.join(modalities)} are installed.")
-            key = f"fusemix:{entry.path}:{','.join(sorted(modalities))}"
-        else:
-            raise DemoInputError(f"Unknown scorer {scorer!r}.")
-        with self._lock:
-            once = self._spaces.setdefault(key, _Once(lambda: self._load_space(scorer, modalities)))
-        return once.get()
+            return self._once(("reference space",), lambda: self.reference().space("reference CLIP"))
+        entry = self.fusion_entry(*modalities)
+        if entry is None:
+            other = "baseline route" if "audio" in modalities else "reference scorer"
+            raise DemoInputError(f"No trained FuseMix {' and '.join(modalities)} adapters are installed; use the {other}.")
+        return self._fusion_space(entry.path, tuple(sorted(modalities)))
 
-    def _load_space(self, scorer: str, modalities: tuple[str, ...]):
-        if scorer == "reference":
-            return self.reference().space("reference CLIP")
+    @_shared
+    def _fusion_space(self, path: Path, modalities: tuple[str, ...]):
         from fusemix.encoders import load_encoder
         from fusemix.retrieval import EmbeddingSpace
 
-        entry = self.fusion_entry(*modalities)
-        model = self.fusion_model(entry)
+        model = self.fusion_model(path)
+        lim = self.settings.limits
         encoders = {}
         for m in modalities:
-            kind, model_id = parse_encoder_spec(model.config.modalities[m].encoder, m)
+            kind, model_id = encoder_of(model.config.modalities[m].encoder, m)
             if kind == "clap-audio" and model_id == self.model_ids()["clap"]:
                 encoders[m] = self.clap_audio()  # the same CLAP as audio -> image: load it once
-                continue
-            kwargs: dict[str, Any] = {"device": self.device}
-            if kind == "clap-audio":
-                lim = self.settings.limits
-                kwargs.update(max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds)
-            encoders[m] = load_encoder(kind, model_id, **kwargs)
+            elif kind == "clap-audio":
+                encoders[m] = load_encoder(kind, model_id, device=self.device, max_seconds=lim.max_audio_seconds,
+                                           min_seconds=lim.min_audio_seconds)
+            else:
+                encoders[m] = load_encoder(kind, model_id, device=self.device)
         # the encoders were loaded from the ids the checkpoint records ("KIND:ID"), so the retriever's
         # own id comparison (plain id against "KIND:ID") is skipped; widths are still checked
         return EmbeddingSpace.from_fusion(model, encoders, name="FuseMix adapters", strict_encoder=False,
@@ -621,67 +508,49 @@ class DemoModels:
     # ---------------------------------------------------------------- galleries
 
     def gallery_names(self) -> list[str]:
-        names = [DEFAULT_GALLERY]
-        if self.settings.gallery:
-            names.append(self.user_gallery_name)
-        return names
-
-    @property
-    def user_gallery_name(self) -> str:
+        """The default gallery, and the folder given with ``--gallery`` (by its name)."""
         p = Path(self.settings.gallery or "").resolve()
-        return f"Folder: {p.name or p}"
+        return [DEFAULT_GALLERY] + ([f"Folder: {p.name or p}"] if self.settings.gallery else [])
 
     def image_gallery(self, scorer: str, name: str, space):
         """The named image gallery embedded in ``space`` (embedded on first use, cached on disk)."""
         if name not in self.gallery_names():
             raise DemoInputError(f"Unknown gallery {name!r}; choose one of {self.gallery_names()}.")
-        key = (f"{scorer}:{space.embedder('image').fingerprint}", name)
-        with self._lock:
-            once = self._galleries.setdefault(key, _Once(lambda: self._build_image_gallery(name, space)))
-        return once.get()
-
-    def _build_image_gallery(self, name: str, space):
-        from fusemix.default_gallery import build_default_gallery
-        from fusemix.gallery import Gallery
-
         emb = space.embedder("image")
-        if name == DEFAULT_GALLERY:
-            return build_default_gallery(emb, emb.fingerprint, progress=False)
-        return Gallery.from_folder(self.settings.gallery, emb, emb.fingerprint, modality="image", progress=False)
+
+        def build():
+            from fusemix.default_gallery import build_default_gallery
+            from fusemix.gallery import Gallery
+
+            if name == DEFAULT_GALLERY:
+                return build_default_gallery(emb, emb.fingerprint, progress=False)
+            return Gallery.from_folder(self.settings.gallery, emb, emb.fingerprint, modality="image",
+                                       progress=False)
+
+        return self._once(("gallery", scorer, emb.fingerprint, name), build)
 
     def caption_texts(self) -> tuple[list[str], list[dict]]:
         """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
         from fusemix.caption_bank import load_captions
         from fusemix.default_gallery import default_captions
 
-        texts, meta = [], []
-        caps, files = default_captions()
-        for c, f in zip(caps, files):
-            texts.append(c)
-            meta.append({"source": f"caption of {f} (default gallery)"})
+        found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
+        for c, f in zip(*default_captions()):
+            found.setdefault(c, {"source": f"caption of {f} (default gallery)"})
         for c in load_captions():
-            texts.append(c)
-            meta.append({"source": "caption bank (sound descriptions)"})
-        seen, out_t, out_m = set(), [], []
-        for t, m in zip(texts, meta):
-            if t not in seen:
-                seen.add(t)
-                out_t.append(t)
-                out_m.append(m)
-        return out_t, out_m
+            found.setdefault(c, {"source": "caption bank (sound descriptions)"})
+        return list(found), list(found.values())
 
     def caption_gallery(self, scorer: str, space):
-        key = (f"{scorer}:{space.embedder('text').fingerprint}", "captions")
-        with self._lock:
-            once = self._galleries.setdefault(key, _Once(lambda: self._build_caption_gallery(space)))
-        return once.get()
-
-    def _build_caption_gallery(self, space):
-        from fusemix.gallery import Gallery, default_cache_dir
-
-        texts, meta = self.caption_texts()
         emb = space.embedder("text")
-        for m, t in zip(meta, texts):
-            m["caption"] = t
-        return Gallery.from_items(texts, emb, emb.fingerprint, modality="text", meta=meta,
-                                  cache_dir=default_cache_dir(), name="demo-captions", progress=False)
+
+        def build():
+            from fusemix.gallery import Gallery, default_cache_dir
+
+            texts, meta = self.caption_texts()
+            for m, t in zip(meta, texts):
+                m["caption"] = t
+            return Gallery.from_items(texts, emb, emb.fingerprint, modality="text", meta=meta,
+                                      cache_dir=default_cache_dir(), name="demo-captions", progress=False)
+
+        return self._once(("captions", scorer, emb.fingerprint), build)

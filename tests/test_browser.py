@@ -54,9 +54,9 @@ def test_audio_to_image_in_the_browser(page, tmp_path):
     page.locator("audio, .waveform-container, [data-testid=waveform-Sound]").first.wait_for(state="attached")
     page.get_by_label("Caption-bank baseline (zero training)").check()
     page.get_by_role("button", name="Generate image").click()
-    img = page.locator("#generated-image img")
+    img = page.locator("#audio-image-results img")
     img.wait_for(state="visible")
-    page.wait_for_function("() => { const i = document.querySelector('#generated-image img');"
+    page.wait_for_function("() => { const i = document.querySelector('#audio-image-results img');"
                            " return i && i.complete && i.naturalWidth > 0; }")
     assert img.evaluate("i => i.naturalWidth") == 64
     info = page.locator("#audio-image-info").inner_text()
@@ -71,13 +71,13 @@ def test_audio_to_image_in_the_browser(page, tmp_path):
 
 def test_caption_to_images_in_the_browser(page, tmp_path):
     page.get_by_role("tab", name="Caption → Images").click()
-    box = page.locator("#caption-input textarea")
+    box = page.locator("#caption-images-query textarea")
     box.wait_for(state="visible")
     box.fill("a cat with green eyes")
-    page.locator("#search-btn").click()
-    thumbs = page.locator("#caption-gallery img")
+    page.locator("#caption-images-run").click()
+    thumbs = page.locator("#caption-images-results img")
     thumbs.first.wait_for(state="visible")
-    page.wait_for_function("() => document.querySelectorAll('#caption-gallery img').length >= 6")
+    page.wait_for_function("() => document.querySelectorAll('#caption-images-results img').length >= 6")
     assert thumbs.count() >= 6
     assert page.locator(".standin-banner:visible").count() >= 1  # the banner is on this tab too
     shot = tmp_path / "caption_to_images.png"
@@ -87,10 +87,18 @@ def test_caption_to_images_in_the_browser(page, tmp_path):
 
 def test_bad_caption_shows_an_error_and_the_page_keeps_working(page):
     page.get_by_role("tab", name="Caption → Images").click()
-    box = page.locator("#caption-input textarea")
+    box = page.locator("#caption-images-query textarea")
     box.fill("x" * 400)
-    page.locator("#search-btn").click()
+    page.locator("#caption-images-run").click()
     page.get_by_text("the limit is 300 characters").first.wait_for(state="visible")
     box.fill("a rocket on a launch pad")
-    page.locator("#search-btn").click()
-    page.wait_for_function("() => document.querySelectorAll('#caption-gallery img').length >= 1")
+    page.locator("#caption-images-run").click()
+    page.wait_for_function("() => document.querySelectorAll('#caption-images-results img').length >= 1")
+
+
+def test_every_tab_shows_the_standin_banner(page):
+    for name in ["Audio → Image", "Caption → Images", "Sound → Images", "Image → Captions", "About"]:
+        page.get_by_role("tab", name=name).click()
+        banner = page.locator(".standin-banner:visible").first
+        banner.wait_for(state="visible")
+        assert "Untrained stand-ins" in banner.inner_text(), name

@@ -287,25 +287,87 @@ def _components(demo):
     return demo.config["components"]
 
 
-def test_queue_limits_and_named_endpoints(server):
-    demo, _ = server
-    lim = demo.fusemix.models.settings.limits
-    assert demo._queue.max_size == lim.queue_size
-    deps = {d["api_name"]: d for d in demo.config["dependencies"] if d.get("api_name")}
-    assert {"audio_to_image", "caption_to_images", "sound_to_images", "image_to_captions"} <= set(deps)
-    fns = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert fns["audio_to_image"].concurrency_limit == lim.generation_concurrency == 1
-    assert fns["caption_to_images"].concurrency_limit == lim.search_concurrency
+def test_named_endpoints(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert {"/audio_to_image", "/caption_to_images", "/sound_to_images", "/image_to_captions"} <= set(
+        api["named_endpoints"])
 
 
-def test_standin_banner_on_every_tab(server):
-    demo, _ = server
-    comps = _components(demo)
-    tabs = [c for c in comps if c.get("type") == "tabitem"]
-    banners = [c for c in comps if c.get("type") == "markdown"
-               and "standin-banner" in (c.get("props", {}).get("elem_classes") or [])]
-    assert len(tabs) == 5 and len(banners) == len(tabs)
-    assert all("Untrained stand-ins" in str(b["props"].get("value")) for b in banners)
+def test_every_tab_carries_the_standin_banner(server):
+    import httpx
+
+    config = httpx.get(server[1].rstrip("/") + "/config", timeout=10).json()  # what the page is built from
+    comps = {c["id"]: c for c in config["components"]}
+
+    def ids(node):
+        yield node["id"]
+        for child in node.get("children", []):
+            yield from ids(child)
+
+    def tabs(node):
+        if comps.get(node["id"], {}).get("type") == "tabitem":
+            yield node
+        for child in node.get("children", []):
+            yield from tabs(child)
+
+    found = {comps[t["id"]]["props"]["label"]: t for t in tabs(config["layout"])}
+    assert {"Audio → Image", "Caption → Images", "Sound → Images", "Image → Captions", "About"} <= set(found)
+    for label, tab in found.items():
+        banners = [comps[i] for i in ids(tab) if "standin-banner" in (comps.get(i, {}).get("props", {})
+                                                                       .get("elem_classes") or [])]
+        assert banners and all("Untrained stand-ins" in b["props"]["value"] for b in banners), label
+
+
+def test_generation_runs_one_at_a_time_beside_searches_and_the_queue_is_bounded(shared_env, monkeypatch, tmp_path):
+    """Generation's concurrency limit (1), search in its own group, and Gradio's queue bound, seen from
+    clients: generations are held open until the test lets them go."""
+    import threading
+
+    from gradio_client import Client
+
+    from demo.models import Limits
+    from fusemix.generation import AudioToImage
+
+    release, lock, active, peak = threading.Event(), threading.Lock(), [0], [0]
+    real = AudioToImage.generate
+
+    def held_generate(self, *a, **k):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            assert release.wait(60)
+            return real(self, *a, **k)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    monkeypatch.setattr(AudioToImage, "generate", held_generate)
+    with tiny_demo(shared_env["tiny_root"].parent, limits=Limits(queue_size=2)) as (_, url, _):
+        c = Client(url, verbose=False, download_files=str(tmp_path))
+        release.set()
+        c.predict(*audio_args(EXAMPLES / "bell.wav"), api_name="/audio_to_image")  # models load once
+        c.predict("a cat", GALLERY, "reference", 2, api_name="/caption_to_images")
+        release.clear()
+        first = c.submit(*audio_args(EXAMPLES / "bell.wav"), api_name="/audio_to_image")
+        deadline = time.monotonic() + 60
+        while active[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        items, _ = c.predict("a rocket", GALLERY, "reference", 2, api_name="/caption_to_images")
+        assert len(items) == 2 and active[0] == 1  # a search is answered while a generation runs
+        more = [c.submit(*audio_args(EXAMPLES / "bell.wav"), api_name="/audio_to_image") for _ in range(4)]
+        while sum(j.done() for j in more) < 2 and time.monotonic() < deadline:  # 2 wait, 2 are turned away
+            time.sleep(0.05)
+        release.set()
+        outcomes = []
+        for job in [first, *more]:
+            try:
+                job.result(timeout=120)
+                outcomes.append("ok")
+            except Exception as exc:  # noqa: BLE001
+                outcomes.append(str(exc))
+    assert peak[0] == 1, "two generations ran at once"
+    assert outcomes.count("ok") == 3 and sum("queue is full" in o.lower() for o in outcomes) == 2, outcomes
 
 
 def _real_demo(tmp_path, weights=None):
@@ -469,12 +531,14 @@ def test_vae_choice():
     assert Settings.from_env(env={}, vae="me/my-taesd").vae_id() == "me/my-taesd"
 
 
-def test_parse_encoder_spec():
-    from demo.models import parse_encoder_spec
+def test_adapter_encoder_specs():
+    from demo.models import DemoInputError, encoder_of
 
-    assert parse_encoder_spec("sentence:BAAI/bge-small-en-v1.5", "text") == ("sentence", "BAAI/bge-small-en-v1.5")
-    assert parse_encoder_spec("laion/clap-htsat-unfused", "audio") == ("clap-audio", "laion/clap-htsat-unfused")
-    assert parse_encoder_spec("facebook/dinov2-small", "image") == ("image", "facebook/dinov2-small")
+    assert encoder_of("sentence:BAAI/bge-small-en-v1.5", "text") == ("sentence", "BAAI/bge-small-en-v1.5")
+    assert encoder_of("laion/clap-htsat-unfused", "audio") == ("clap-audio", "laion/clap-htsat-unfused")
+    assert encoder_of("facebook/dinov2-small", "image") == ("image", "facebook/dinov2-small")
+    with pytest.raises(DemoInputError, match="cannot tell which encoder.*'video'"):
+        encoder_of("someone/video-model", "video")
 
 
 # --------------------------------------------------------------------------- input checks (units)
