@@ -35,6 +35,7 @@ import functools  # noqa: E402
 import html  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import unicodedata  # noqa: E402
 from typing import Any  # noqa: E402
@@ -251,9 +252,13 @@ class Demo:
         if "audio-to-image" not in self.models.loaded():
             progress(0.05, desc="Loading the audio-to-image models (first request only; later requests reuse it)")
         a2i = self.models.audio_to_image()
+        live = self.models.live_bridge_for(a2i)  # attaches a bridge trained here once it is ready
+        fallback = None
         if route == "bridge" and a2i.bridge is None:
-            raise DemoInputError(f"The installed FuseMix bridge cannot be used ({self.models.bridge_error}); "
-                                 "use the caption-bank baseline.")
+            if self.models.bridge_entry is not None:
+                raise DemoInputError(f"The installed FuseMix bridge cannot be used ({self.models.bridge_error}); "
+                                     "use the caption-bank baseline.")
+            route, fallback = "captions", live or "The FuseMix bridge has not started training yet."
         progress(0.3, desc="Listening (CLAP)")
         wav = self._decode(path, a2i.audio_encoder.sample_rate)
         progress(0.5, desc="Generating the image")
@@ -261,9 +266,11 @@ class Demo:
                            steps=steps, guidance=guidance, height=size, width=size,
                            steer_prompt=steer, steer_weight=steer_weight if steer else 0.0, top_k=3)
         rows = [[m.caption, round(m.score, 4)] for m in (res.captions or [])]
-        how = T.ROUTE_TEXT["bridge" if res.route == "bridge" else "captions"].format(
-            trained="random stand-in, untrained" if self.models.standin else "trained")
+        trained = live or ("random stand-in, untrained" if self.models.standin else "trained")
+        how = T.ROUTE_TEXT["bridge" if res.route == "bridge" else "captions"].format(trained=trained)
         lines = [self._info(f"**Route:** {how}.")]
+        if fallback:
+            lines.insert(0, f"**The bridge route answered through the caption-bank baseline:** {html.escape(fallback)}")
         if steer:
             lines.append(f"**Text steering:** \"{html.escape(steer)}\" at weight {steer_weight:g}.")
         lines.append(f"**Settings:** seed {seed}, {steps} step(s), guidance {guidance:g}, {size}x{size} px "
@@ -447,6 +454,14 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                            gr.Markdown(elem_id="audio-image-info")]
         if _examples("audio"):
             gr.Examples(_examples("audio"), inputs=inputs[:1], label=T.EXAMPLE_LABELS["audio"])
+        if models.settings.live_bridge and models.bridge_entry is None:
+            def bridge_status() -> str:
+                """What the FuseMix bridge trained on this machine is doing: training (with progress), ready
+                (captions, seconds, held-out R@1) or failed (why)."""
+                return models.live.label() if models.live else T.LIVE_PENDING
+
+            gr.Markdown(bridge_status, every=3.0, elem_id="bridge-status")
+            gr.api(bridge_status, api_name="bridge_status")
     run.click(user_errors(logic.audio_to_image), inputs, outputs, api_name="audio_to_image",
               concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 
@@ -552,6 +567,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"NOTE: {resolution.reason}\nStarting on the TINY profile: every output comes from untrained random "
               "stand-ins (use --strict to exit instead).", file=sys.stderr, flush=True)
     demo = build_demo(settings=settings, resolution=resolution)
+    threading.Thread(target=demo.fusemix.models.start_live_bridge, daemon=True).start()
     import fusemix
 
     print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}", flush=True)

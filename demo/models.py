@@ -88,6 +88,7 @@ class Settings:
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
+    live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (demo/live_bridge.py)
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -99,7 +100,7 @@ class Settings:
         for f in fields(cls):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var) and f.name != "limits":
-                kind = {"strict": _env_bool, "port": int, "probe_timeout": float}.get(f.name, str)
+                kind = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float}.get(f.name, str)
                 values[f.name] = _parse(var, env[var], kind, "a port number" if f.name == "port" else "a number")
         for f in fields(Limits):
             var = f"FUSEMIX_{f.name.upper()}"
@@ -301,9 +302,7 @@ class DemoModels:
     def _find_adapters(self) -> list[AdapterEntry]:
         if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
             fusion_cfg = {"model_type": "fusemix.FusionModel", "modalities": {"audio": {}, "text": {}, "image": {}}}
-            return [AdapterEntry("fusion", self.tiny_root / "adapters" / "fusion", fusion_cfg, True),
-                    AdapterEntry("bridge", self.tiny_root / "adapters" / "bridge",
-                                 {"model_type": "fusemix.ConditioningBridge"}, True)]
+            return [AdapterEntry("fusion", self.tiny_root / "adapters" / "fusion", fusion_cfg, True)]
         spec = self.settings.weights
         if spec is None:
             spec = str(REPO_ROOT / "weights")
@@ -328,7 +327,40 @@ class DemoModels:
 
     @property
     def has_bridge(self) -> bool:
-        return self.bridge_entry is not None
+        """A bridge route is offered: an installed bridge, or one trained here (live)."""
+        return self.bridge_entry is not None or self.settings.live_bridge
+
+    @property
+    def live(self):
+        """The bridge trained on this machine (demo/live_bridge.py), once started; else None."""
+        return self._values.get(("live",))
+
+    def start_live_bridge(self):
+        """No installed bridge: train one from captions for the loaded CLAP + SD, in the background."""
+        if self.bridge_entry is not None or not self.settings.live_bridge:
+            return None
+        from demo.live_bridge import LiveBridge
+
+        def make():
+            ids = self.model_ids()
+            kw = {"max_captions": 300, "train_args": ["--epochs", "10"]} if self.standin else {}
+            return LiveBridge(ids["clap"], ids["sd"], audio=[REPO_ROOT / "demo" / "examples"], standin=self.standin,
+                              **kw).start()
+
+        return self._once(("live",), make)
+
+    def live_bridge_for(self, a2i):
+        """Attach the live bridge to ``a2i`` once it is ready; the live status line, or None without one."""
+        live = self.live
+        if live is None:
+            return None
+        if live.ready and a2i.bridge is None:
+            from fusemix.bridge import ConditioningBridge
+
+            with self._lock:
+                if a2i.bridge is None:
+                    a2i.set_bridge(ConditioningBridge.from_pretrained(live.path, map_location=self.device))
+        return live.label()
 
     def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
         """The first FuseMix adapter model that has all of ``modalities``."""
@@ -356,7 +388,6 @@ class DemoModels:
         """The stand-in models and adapters (built on first use, atomically, under the tiny root)."""
         import torch
 
-        from fusemix.bridge import BridgeConfig, ConditioningBridge
         from fusemix.model import FusionConfig, FusionModel, ModalitySpec
         from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
 
@@ -372,14 +403,8 @@ class DemoModels:
                             "image": ModalitySpec(f"image:{suite['image']}", 32, "cls")},
                 proj_dim=16, depth=1, expansion=2, dropout=0.0, extra=note)).save_pretrained(d)
 
-        def build_bridge(d: Path) -> None:
-            ConditioningBridge(BridgeConfig(clap_model=str(suite["clap"]), sd_model=str(suite["sd"]), in_dim=16,
-                                            seq_len=77, out_dim=32, head="direct", depth=1, expansion=2,
-                                            dropout=0.0, extra=note)).save_pretrained(d)
-
         adapters = self.tiny_root / "adapters"
-        for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),
-                               (adapters / "bridge", build_bridge, ConditioningBridge.from_pretrained)):
+        for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),):
             try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
                 if is_standin(d):
                     load(d)

@@ -21,7 +21,9 @@ CSS = """
 """
 
 _BRIDGE = ("The FuseMix bridge maps the sound's CLAP embedding straight into Stable Diffusion's prompt space. "
-           "The caption-bank baseline stays available for comparison.")
+           "With no trained bridge installed, the app trains one here from captions alone (status below); until "
+           "it is ready the bridge route answers through the caption-bank baseline, which stays available.")
+LIVE_PENDING = "The FuseMix bridge has not started training yet."
 _SHARED = ("FuseMix audio and image adapters share one space (trained against a common text anchor), so a sound "
            "ranks images directly. The zero-training baseline stays available for comparison.")
 _SCORER = {
@@ -35,8 +37,8 @@ _SCORER = {
 NOTES = {
     "audio_to_image": {
         "trained": _BRIDGE,
-        "standin": "Here the bridge is a random, untrained stand-in, so that the bridge route runs end to end. "
-                   + _BRIDGE,
+        "standin": "Here the bridge is trained on this machine from captions alone, but on random stand-in "
+                   "models, so its images are meaningless; the route runs end to end. " + _BRIDGE,
         "none": "No trained FuseMix bridge is installed (weights/ holds none yet), so sounds go through the "
                 "zero-training caption-bank baseline: CLAP finds the captions closest to the sound, and the best "
                 "one becomes the prompt.",
@@ -55,7 +57,7 @@ NOTES = {
 # (label, label on the tiny profile, value), and the FuseMix one is offered only when its adapters are installed
 TABS = {
     "audio_to_image": ("Audio → Image", "audio-image", "Generate image", "Route",
-                       ("FuseMix bridge (trained)", "FuseMix bridge (untrained stand-in)", "bridge"),
+                       ("FuseMix bridge", "FuseMix bridge (on stand-ins)", "bridge"),
                        ("Caption-bank baseline (zero training)",) * 2 + ("captions",)),
     "caption_to_images": ("Caption → Images", "caption-images", "Search", "Scorer",
                           ("FuseMix adapters", "FuseMix adapters (untrained stand-ins)", "fusemix"),

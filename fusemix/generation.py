@@ -134,7 +134,7 @@ class AudioToImage:
                 "StableDiffusionPipeline checkpoints (SD 1.x, SD 2.x, sd-turbo)")
         self.pipe = pipeline
         self.audio_encoder = audio_encoder
-        self.bridge = bridge
+        self.bridge = None
         self.caption_bank = caption_bank
         self.sd_model = str(getattr(pipeline, "name_or_path", "") or "unknown")
         self.standin = bool(standin)
@@ -148,9 +148,7 @@ class AudioToImage:
             raise IncompatibleBridgeError(
                 f"pipeline's UNet cross-attends to {cross}-d tokens but its text encoder gives {self.out_dim}-d")
         if bridge is not None:
-            bridge.check_compatible(clap_model=audio_encoder.model_id, sd_model=self.sd_model,
-                                    out_dim=self.out_dim, seq_len=self.seq_len, in_dim=audio_encoder.dim)
-            bridge.eval()
+            self.set_bridge(bridge)
         if caption_bank is not None and caption_bank.model_id != audio_encoder.model_id:
             raise IncompatibleBridgeError(
                 f"caption bank was embedded with CLAP {caption_bank.model_id!r}, but audio is encoded with "
@@ -204,6 +202,12 @@ class AudioToImage:
     @property
     def default_size(self) -> int:
         return int(self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor)
+
+    def set_bridge(self, bridge: ConditioningBridge) -> None:
+        """Use ``bridge`` from now on (e.g. one trained while the app ran); refused unless it fits."""
+        bridge.check_compatible(clap_model=self.audio_encoder.model_id, sd_model=self.sd_model,
+                                out_dim=self.out_dim, seq_len=self.seq_len, in_dim=self.audio_encoder.dim)
+        self.bridge = bridge.eval()
 
     def notes(self) -> list[str]:
         """Plain statements about what is not a real trained model, for the UI to show."""

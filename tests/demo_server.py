@@ -35,6 +35,7 @@ def tiny_demo(base: Path, before_launch: Callable | None = None, **settings):
         demo = build_demo(settings=resolved)
         if before_launch is not None:
             before_launch(demo)
+        demo.fusemix.models.start_live_bridge()  # as demo/app.py's main does: the bridge trains meanwhile
         _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(resolved))
         yield demo, url, resolved
     finally:

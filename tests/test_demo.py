@@ -90,8 +90,22 @@ def test_audio_to_image_caption_route_shows_matched_captions(client):
     assert "Untrained stand-ins" in info and "caption-bank baseline" in info
 
 
+def wait_for_bridge(client, timeout=240.0) -> str:
+    """The live bridge's status (the /bridge_status endpoint) once it is trained."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        status = client.predict(api_name="/bridge_status")
+        if "trained on this machine" in status or "could not be trained" in status:
+            return status
+        time.sleep(1.0)
+    raise AssertionError(f"the live bridge did not finish in {timeout} s: {status}")
+
+
 def test_audio_to_image_bridge_route_with_steering_and_seed(client):
     from PIL import Image
+
+    status = wait_for_bridge(client)
+    assert "FuseMix bridge trained on this machine from 300 captions" in status and "held-out R@1" in status
 
     a = client.predict(*audio_args(EXAMPLES / "siren.wav", route="bridge", steer="an oil painting", seed=3, size=96),
                        api_name="/audio_to_image")
@@ -105,7 +119,8 @@ def test_audio_to_image_bridge_route_with_steering_and_seed(client):
             assert im.size == (96, 96)
             arrays.append(np.asarray(im.convert("RGB")))
         assert caps["data"] == []  # the bridge route matches no captions
-        assert "bridge" in info and "stand-in" in info and "oil painting" in info
+        assert "conditioning bridge (FuseMix bridge trained on this machine" in info and "stand-in" in info
+        assert "oil painting" in info and "caption-bank baseline" not in info
     assert np.array_equal(arrays[0], arrays[1])  # same seed, same image
     assert not np.array_equal(arrays[0], arrays[2])
 
@@ -393,10 +408,10 @@ def test_real_profile_without_adapters_says_so_and_offers_baselines(tmp_path):
     demo = _real_demo(tmp_path)
     text = _markdown_text(demo)
     assert "Untrained stand-ins" not in text  # no banner on the real profile
-    assert "No trained FuseMix bridge is installed" in text
+    assert "the app trains one here from captions alone" in text  # the live bridge, not started before launch
     assert "No trained FuseMix audio and image adapters are installed" in text
     assert "No trained FuseMix text and image adapters are installed" in text
-    assert list(_radio_values(demo, "Route")) == [["captions"], ["baseline"]]
+    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["baseline"]]
     assert list(_radio_values(demo, "Scorer")) == [["reference"], ["reference"]]
     assert demo.fusemix.models.loaded() == []
     assert not (tmp_path / "tiny").exists()  # nothing built or downloaded
@@ -418,7 +433,7 @@ def test_real_profile_offers_trained_adapters_first_and_ignores_standins(tmp_pat
     assert [e.path.name for e in models.adapters] == ["image-text"]
     assert any("stand-in" in p for p in models.adapter_problems)
     assert list(_radio_values(demo, "Scorer")) == [["fusemix", "reference"], ["fusemix", "reference"]]
-    assert list(_radio_values(demo, "Route")) == [["captions"], ["baseline"]]  # no bridge, no audio adapter
+    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["baseline"]]  # live bridge, no audio adapter
 
 
 def test_incompatible_bridge_leaves_the_caption_route_working(shared_env, tmp_path):
@@ -440,6 +455,28 @@ def test_incompatible_bridge_leaves_the_caption_route_working(shared_env, tmp_pa
     image, rows, info = demo.audio_to_image(*(args[:1] + ("captions",) + args[2:]), progress=no_progress)
     assert image.size == (64, 64) and len(rows) == 3
     assert any("not used" in p for p in models.adapter_problems)
+
+
+@pytest.mark.parametrize("child, note", [("import time; time.sleep(60)", "Training a FuseMix bridge on this machine"),
+                                         ("import sys; sys.exit('no memory left')", "could not be trained here")])
+def test_bridge_requests_while_the_live_bridge_trains_or_failed_get_the_caption_route(shared_env, monkeypatch,
+                                                                                      tmp_path, child, note):
+    from demo.app import Demo
+    from demo.live_bridge import LiveBridge
+    from demo.models import DemoModels, Resolution, Settings
+
+    monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", child])
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path))  # no cached bridge from the other tests
+    settings = Settings.from_env(env={}, profile="tiny", tiny_root=str(shared_env["tiny_root"]))
+    models = DemoModels(settings, Resolution("tiny", "tiny"))
+    live = models.start_live_bridge()
+    if "exit" in child:
+        live.wait(60)
+    demo = Demo(models)
+    image, rows, info = demo.audio_to_image(str(EXAMPLES / "bell.wav"), "bridge", "", 0.0, 0, 2, 1.0, 64,
+                                            progress=lambda *a, **k: None)
+    assert image.size == (64, 64) and len(rows) == 3  # served, by the caption route
+    assert "answered through the caption-bank baseline" in info and note in info
 
 
 def test_real_profile_loaders_on_local_checkpoints(shared_env, tmp_path):
