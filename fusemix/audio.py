@@ -231,7 +231,7 @@ def _pcm16_to_float(block: np.ndarray) -> np.ndarray:
 
 def _downmix(frames: np.ndarray) -> np.ndarray:
     """(frames, channels) float32 -> (frames,) float32: the channel mean (a copy, never a view)."""
-    if frames.shape[1] == 2:  # the common case, ~30x faster than mean(axis=1) and bit-identical to it
+    if frames.shape[1] == 2:  # the common case: much faster than mean(axis=1), and bit-identical
         out = frames[:, 0] + frames[:, 1]
         out /= 2
         return out
@@ -263,17 +263,8 @@ def is_silent(samples: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
     return peak <= 10 ** (threshold_db / 20)
 
 
-def resampled_length(frames: int, sr: int, target_sr: int) -> int:
-    """Samples :func:`load_audio` returns for ``frames`` samples at ``sr``: soxr's rule, the nearest
-    whole number of ``target_sr`` samples (halves round up)."""
-    return (2 * frames * target_sr + sr) // (2 * sr)
-
-
 def resample(mono: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-    """float32 (or int16 PCM) mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality),
-    clipped to [-1, 1]."""
-    if mono.dtype == np.int16:
-        mono = _pcm16_to_float(mono)
+    """float32 mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality), clipped to [-1, 1]."""
     if sr != target_sr:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
@@ -314,14 +305,11 @@ def decode_audio(
     max_seconds: float = DEFAULT_MAX_SECONDS,
     min_seconds: float = DEFAULT_MIN_SECONDS,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    mono_pcm16_as_int16: bool = False,
 ) -> tuple[np.ndarray, int]:
     """:func:`load_audio` before resampling: ``(float32 mono samples, their sample rate)``.
 
     The same checks and errors; samples are not clipped yet and may share memory with an array
-    source (copy before writing to them). For callers that resample elsewhere (on a GPU).
-    ``mono_pcm16_as_int16``: a one-channel 16-bit PCM file's samples come back as they are stored,
-    int16 (x / 32768 gives the float32 samples exactly): half the bytes for callers that move them.
+    source (copy before writing to them).
     """
     _check_limits(min_seconds, max_seconds, max_bytes)
     name = _describe(source)
@@ -351,13 +339,10 @@ def decode_audio(
                     f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
                 )
             # Read one frame past the limit: headers of some formats only estimate the length.
-            # Three or more channels are decoded block by block and down-mixed as they come, so
-            # peak memory is the mono signal, not frames x channels (a 90 kB FLAC of 8 silent
-            # channels at 192 kHz decoded whole cost +440 MB). Mono and stereo are read in one go
-            # (block reads change libsndfile's MP3 output in the last bit).
+            # 3+ channels are decoded in blocks and down-mixed as they come (peak memory: the mono
+            # signal); mono and stereo in one go (block reads change libsndfile's MP3 output).
             step = DECODE_BLOCK_FRAMES if f.channels > 2 else max_frames + 1
-            # 16-bit PCM is read as int16 and scaled here: bit-identical to libsndfile's float
-            # output (x / 32768 either way), and 0.8 instead of 2.7 ms for a 10 s stereo WAV.
+            # 16-bit PCM read as int16 and scaled here: libsndfile's samples exactly, and cheaper.
             pcm16 = f.subtype == "PCM_16"
             parts, n = [], 0
             try:
@@ -366,10 +351,6 @@ def decode_audio(
                                    always_2d=True)
                     if block.shape[0] == 0:
                         break
-                    if pcm16 and mono_pcm16_as_int16 and f.channels == 1:
-                        parts.append(block.reshape(-1))
-                        n += block.shape[0]
-                        continue
                     if pcm16:
                         block = _pcm16_to_float(block)
                     elif not np.isfinite(block).all():
@@ -392,6 +373,4 @@ def decode_audio(
     duration = mono.shape[0] / sr
     if duration < min_seconds:
         raise AudioLengthError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
-    if mono.dtype == np.int16:
-        return np.ascontiguousarray(mono), sr
     return np.ascontiguousarray(mono, dtype=np.float32), sr

@@ -27,14 +27,19 @@ from typing import Any
 
 import torch
 
-from .cache import BuildStats, CachedLatents, LatentCache, Units, _splits, default_state
+from .cache import BuildStats, CachedLatents, LatentCache, Units, default_state, prepares
+from . import conventions
 from .io import atomic_write_json
 from .latents import LatentPairs, save_latent_pairs
 from .pairs import PairSource, hub_source, open_source
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_ROOT = Path(os.environ.get("FUSEMIX_CACHE", Path.home() / ".cache" / "fusemix" / "latents"))
+
+
+def default_cache_root() -> Path:
+    """Where latent caches go unless told: ``cache_root("latents")``, read when called."""
+    return conventions.cache_root("latents")
 
 
 class ExtractionError(ValueError):
@@ -166,17 +171,12 @@ def encoder_spec(encoder: Any) -> str:
     return f"{desc.get('kind', type(encoder).__name__)}:{desc.get('model_id', encoder.model_id)}"
 
 
-def parse_encoder_spec(spec: str) -> tuple[str, str]:
-    kind, sep, model_id = spec.partition(":")
-    if not sep or not kind or not model_id:
-        raise ExtractionError(f"encoder spec must look like KIND:MODEL_ID (e.g. clap-audio:laion/clap-htsat-unfused), "
-                              f"got {spec!r}")
-    return kind, model_id
-
-
 def _as_encoder(enc: Any, **kw: Any) -> Any:
     if isinstance(enc, str):
-        kind, model_id = parse_encoder_spec(enc)
+        try:
+            kind, model_id = conventions.parse_spec(enc)
+        except conventions.SpecError as e:
+            raise ExtractionError(str(e)) from None
         from .encoders import load_encoder
 
         return load_encoder(kind, model_id, **kw)
@@ -207,13 +207,10 @@ def _build(units: Units, encoder: Any, cache_root: Path, opts: dict[str, Any]) -
 def default_num_workers() -> int:
     """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
 
-    Why all of them: at a GPU encoder's rate the CPU side is the bound (a worker decodes and cuts a
-    10 s clip for a GPU encoder in 2-3 ms of one core; the GPU embeds it in far less), so every
-    spare core should decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
-    Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
-    (``LOCAL_WORLD_SIZE``). Cores are counted by ``joblib.cpu_count``: those this process may run
-    on (affinity) and no more than a container's CPU quota (cgroups), which ``os.cpu_count`` and
-    affinity alone do not see (a container limited to 2 CPUs on a 16-core host would start 15).
+    Why all of them: at a GPU encoder's rate the CPU side is the bound; with a CPU encoder the
+    workers run at the lowest priority and only take idle time. Cores are shared among the
+    processes ``accelerate launch`` / ``torchrun`` start here (``LOCAL_WORLD_SIZE``) and counted by
+    ``joblib.cpu_count`` (affinity and a container's CPU quota, which ``os.cpu_count`` misses).
     """
     import joblib
 
@@ -225,7 +222,7 @@ def default_num_workers() -> int:
     return max(2, cores // local - 1)
 
 
-def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike = DEFAULT_CACHE_ROOT,
+def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                    *, batch_size: int = 32, shard_size: int = 1024, num_workers: int | None = 0, dtype: str = "float32",
                    progress: bool = True, state: Any = None, caption_column: str | list[str] = "caption",
                    item_column: str | None = None, id_column: str | None = None,
@@ -256,7 +253,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
         x_units = cap_units
     elif x_enc.modality not in ("audio", "image"):
         raise ExtractionError(f"unsupported x modality {x_enc.modality!r}")
-    elif _splits(x_enc):  # the encoder decodes in prepare(), in the DataLoader workers
+    elif prepares(x_enc):  # the encoder decodes in prepare(), in the DataLoader workers
         x_units = Units(list(src.ids), f"{src.items_fingerprint()}:raw", RawItemLoader(src), x_enc.modality)
     elif x_enc.modality == "audio":
         sr = int(getattr(x_enc, "sample_rate", getattr(x_enc, "sampling_rate", 48000)))
@@ -266,7 +263,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
     opts = dict(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers, dtype=dtype,
                 progress=progress, state=state)
-    root = Path(cache_root)
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
     x_cache, x_stats, xl = _build(x_units, x_enc, root, opts)
     y_cache, y_stats, yl = _build(cap_units, y_enc, root, opts)
     report.x_cache, report.y_cache = str(x_cache.dir), str(y_cache.dir)
@@ -303,7 +300,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
     return ExtractionResult(pairs, report)
 
 
-def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike = DEFAULT_CACHE_ROOT,
+def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
     """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
 
@@ -329,7 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--y-encoder", required=True, help="KIND:MODEL_ID for the captions, e.g. sd-text:stabilityai/sd-turbo")
     p.add_argument("--out", required=True, help="latent-pair file to write (.safetensors)")
     p.add_argument("--report", help="JSON report of left-out items (default: OUT with .report.json)")
-    p.add_argument("--cache-root", default=str(DEFAULT_CACHE_ROOT))
+    p.add_argument("--cache-root", help="latent cache folder (default: $FUSEMIX_CACHE/latents or ~/.cache/fusemix/latents)")
     p.add_argument("--caption-column", default="caption", help="column name(s), comma-separated")
     p.add_argument("--item-column", help="item column (manifests: default file_name; hub: required)")
     p.add_argument("--id-column")

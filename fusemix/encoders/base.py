@@ -5,8 +5,7 @@ latents. Work is split in three steps so the latent-cache stage can overlap deco
 
 - ``prepare(item)``: CPU-only, per item (decode, validate, crop, feature-extract). Safe to run in
   DataLoader workers. Bad input raises :class:`EncoderInputError` for that item alone.
-- ``collate(prepared)``: batch the prepared items; CPU-only too, and run in the workers when the
-  encoder's ``collate_in_workers`` is true (large prepared items: one shared batch per transfer).
+- ``collate(prepared)``: batch the prepared items; CPU-only too, in the main process.
 - ``forward(batch)``: run the frozen model on its device, return ``[B, *output_shape]`` float32 CPU.
 
 ``encode(items)`` chains the three for callers that just want latents. Encoders never train:
@@ -28,6 +27,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..conventions import pick_device  # noqa: F401  (re-exported: fusemix.reference imports it from here)
+
 logger = logging.getLogger(__name__)
 
 MODALITIES = ("audio", "text", "image")
@@ -39,13 +40,6 @@ class EncoderInputError(ValueError):
 
 class EncoderConfigError(ValueError):
     """Bad encoder arguments (unknown kind or pooling, batch size out of range, ...)."""
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def pick_dtype(device: torch.device, dtype: str | torch.dtype | None) -> torch.dtype:
@@ -183,9 +177,7 @@ class Encoder(ABC):
         for i, item in enumerate(items):
             try:
                 prepared.append(self.prepare(item))
-            except EncoderInputError as exc:
-                errors.append(f"item {i}: {exc}")
-            except ValueError as exc:  # e.g. AudioError: still one item's fault
+            except ValueError as exc:  # EncoderInputError, AudioError, ...: one item's fault
                 errors.append(f"item {i}: {exc}")
         if errors:
             shown = "; ".join(errors[:5]) + (f"; ... ({len(errors)} in all)" if len(errors) > 5 else "")
