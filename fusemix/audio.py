@@ -98,9 +98,7 @@ def _check_rate(sr: Any, what: str) -> int:
             raise AudioError(f"{what} must be an integer number of Hz, got {sr!r}")
     sr = int(sr)
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{what} {sr} Hz is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
+        raise AudioError(f"{what} {sr} Hz is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     return sr
 
 
@@ -108,9 +106,7 @@ def _check_limits(min_seconds: float, max_seconds: float, max_bytes: int) -> Non
     if not (math.isfinite(min_seconds) and min_seconds >= 0):
         raise ValueError(f"min_seconds must be a finite number >= 0, got {min_seconds!r}")
     if not (math.isfinite(max_seconds) and max_seconds > min_seconds):
-        raise ValueError(
-            f"max_seconds must be finite and greater than min_seconds={min_seconds}, got {max_seconds!r}"
-        )
+        raise ValueError(f"max_seconds must be finite and greater than min_seconds={min_seconds}, got {max_seconds!r}")
     if not (isinstance(max_bytes, int) and max_bytes > 0):
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
 
@@ -320,9 +316,7 @@ def decode_audio(
             raise AudioError(f"audio array is empty ({name})")
         frames = _to_frames_channels(raw)
         if frames.shape[0] / sr > max_seconds:
-            raise AudioError(
-                f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
-            )
+            raise AudioError(f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
         samples = _to_float(frames)
     else:
         if isinstance(source, dict):
@@ -335,9 +329,7 @@ def decode_audio(
                 raise AudioError(f"{name} has {f.channels} channels, at most {MAX_CHANNELS} supported")
             max_frames = int(math.ceil(max_seconds * sr))
             if f.frames > max_frames:
-                raise AudioError(
-                    f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
-                )
+                raise AudioError(f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
             # Read one frame past the limit: headers of some formats only estimate the length.
             # 3+ channels are decoded in blocks and down-mixed as they come (peak memory: the mono
             # signal); mono and stereo in one go (block reads change libsndfile's MP3 output).

@@ -1,8 +1,7 @@
 """The latent cache: each frozen encoder runs once over a dataset, its outputs kept on disk.
 
-One cache directory per (units fingerprint, ``encoder.describe()``, pooling, stored dtype, shard
-size): the directory name carries a hash of all of them, so a changed encoder or dataset lands in a
-new directory and can never be mixed with an old one.
+One directory per (units fingerprint, ``encoder.describe()``, pooling, stored dtype, shard size),
+named by their hash: a changed encoder or dataset lands in a new directory, never mixed with an old.
 
 Layout of ``<root>/<model>-<kind>-<key>/``::
 
@@ -11,19 +10,17 @@ Layout of ``<root>/<model>-<kind>-<key>/``::
     shard-00000.safetensors  ``latents`` [k, ...] and ``index`` [k] (unit positions that succeeded)
     progress-rank<r>.json    only while ranks > 0 of a multi-process run are working
 
-Units are split into fixed shards of ``shard_size`` by position, and batches never straddle a
-shard, so what a shard holds does not depend on how many processes ran or where a run stopped.
-Shards and the manifest are written atomically; the manifest is rewritten after every shard, so a
-killed run resumes from its last complete shard. A shard whose bytes do not match the recorded
-sha256 (truncated, corrupted) is encoded again. Under ``accelerate launch`` / ``torchrun`` shard
-``s`` belongs to process ``s % num_processes``.
+Units are split into fixed shards of ``shard_size`` by position and batches never straddle one, so
+a shard's content does not depend on how many processes ran or where a run stopped. Shards and the
+manifest (rewritten after every shard) are written atomically: a killed run resumes from its last
+complete shard, and a shard whose bytes do not match its sha256 is encoded again. Under
+``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
 
-Encoders with the ``prepare`` / ``collate`` / ``forward`` split (``fusemix.encoders.Encoder``) have
-``prepare`` (decoding, feature extraction) run in DataLoader workers, so it overlaps the forward
-pass in the main process; other encoders get ``encode(list)`` on what ``Units.load`` returns.
-Items that fail to load, that ``prepare`` or the encoder rejects (``ValueError``, found by
-:func:`encode_rows`) or that come out non-finite are recorded (position, id, reason) and skipped;
-anything else stops the run.
+Encoders with the ``prepare`` / ``collate`` / ``forward`` split have ``prepare`` run in DataLoader
+workers, overlapping the forward in the main process; others get ``encode(list)`` on what
+``Units.load`` returns. Items that fail to load, that ``prepare`` or the encoder rejects
+(``ValueError``, isolated by :func:`encode_rows`) or that come out non-finite are recorded
+(position, id, reason) and skipped; anything else stops the run.
 """
 from __future__ import annotations
 
@@ -81,11 +78,6 @@ class CachedLatents:
     latents: torch.Tensor
     failed: list[tuple[int, str, str]] = field(default_factory=list)
 
-    def ok_mask(self) -> torch.Tensor:
-        mask = torch.zeros(len(self.ids), dtype=torch.bool)
-        mask[self.index] = True
-        return mask
-
 
 @dataclass
 class BuildStats:
@@ -118,9 +110,8 @@ def cache_key(units: Units, encoder: Any, *, dtype: str = "float32", shard_size:
 
 
 class SingleProcess:
-    """The process state of a one-process run: what ``build`` reads from accelerate's
-    ``PartialState`` (rank, world size, a barrier), without starting accelerate. For scripts,
-    benchmarks and tests that never run distributed."""
+    """What ``build`` reads from accelerate's ``PartialState`` for a one-process run, without
+    starting accelerate (scripts, benchmarks, tests)."""
 
     process_index, num_processes = 0, 1
     is_main_process = is_local_main_process = True
@@ -130,21 +121,16 @@ class SingleProcess:
 
 
 def default_state() -> Any:
-    """accelerate's process state. Without CUDA it must be told ``cpu=True``: otherwise
-    ``torchrun --nproc_per_node 2`` on a CPU machine yields two independent single-process states
-    (measured with accelerate 1.15), and each process would encode everything."""
+    """accelerate's process state; ``cpu=True`` without CUDA, else ``torchrun`` on a CPU machine
+    gives independent single-process states that each encode everything."""
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
 
 
 class _UnitDataset(Dataset):
-    """Loads unit ``pos`` and runs the encoder's CPU-side ``prepare`` on it, in a worker.
-
-    A failure to load (any exception: decoders raise many kinds) or a ``prepare`` that rejects
-    the item (ValueError, OSError) becomes a recorded reason, never a crash. Other exceptions
-    from ``prepare`` are bugs and propagate.
-    """
+    """Loads unit ``pos`` and runs ``prepare`` on it, in a worker. A failure to load (any exception)
+    or a rejecting ``prepare`` (ValueError, OSError) becomes a reason; other exceptions propagate."""
 
     def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None, n: int) -> None:
         self.load, self.prepare, self.n = load, prepare, n
@@ -163,10 +149,6 @@ class _UnitDataset(Dataset):
             except (ValueError, OSError) as e:
                 return pos, None, f"unusable: {type(e).__name__}: {e}"[:MAX_REASON]
         return pos, x, None
-
-
-def _collate(batch: list) -> list:
-    return batch
 
 
 WORKER_NICENESS = 19
@@ -209,13 +191,9 @@ def encode_rows(fn: Callable[[list], Any], items: Sequence[Any], *,
                 rejects: tuple[type[BaseException], ...] = (ValueError,)
                 ) -> list[tuple[torch.Tensor | None, BaseException | None]]:
     """``fn`` over ``items`` as one batch; if that raises one of ``rejects``, over each item alone,
-    so that one bad item costs only itself.
-
-    Returns ``(row, None)`` or ``(None, exception)`` per item. ``check(out, n)`` turns ``fn``'s
-    output into an ``[n, ...]`` tensor or raises; its errors, and exceptions not in ``rejects``,
-    are faults of the encoder or the machine and propagate. The latent cache and galleries both
-    use this.
-    """
+    so one bad item costs only itself. Returns ``(row, None)`` or ``(None, exception)`` per item.
+    ``check(out, n)`` makes ``fn``'s output an ``[n, ...]`` tensor or raises: its errors, and
+    exceptions not in ``rejects``, are faults and propagate. Used by the cache and galleries."""
     items = list(items)
     if not items:
         return []
@@ -382,16 +360,14 @@ class LatentCache:
                 on_shard: Callable[[int, dict[str, Any]], None]) -> None:
         plan = []  # (shard, positions, last batch of its shard?)
         for s in todo:
-            r = list(self.shard_range(s))
-            chunks = [r[i:i + batch_size] for i in range(0, len(r), batch_size)]
-            plan += [(s, c, k == len(chunks) - 1) for k, c in enumerate(chunks)]
+            r = self.shard_range(s)
+            plan += [(s, list(r[i:i + batch_size]), i + batch_size >= len(r)) for i in range(0, len(r), batch_size)]
         enc = self.encoder
         prepared = prepares(enc)
         dataset = _UnitDataset(self.units.load, enc.prepare if prepared else None, len(self.units.ids))
-        loader = DataLoader(dataset, batch_sampler=[c for _, c, _ in plan], collate_fn=_collate,
+        loader = DataLoader(dataset, batch_sampler=[c for _, c, _ in plan], collate_fn=list,
                             num_workers=num_workers, worker_init_fn=_worker_init)
         run = (lambda xs: enc.forward(enc.collate(xs))) if prepared else enc.encode
-        check = lambda out, n: _as_tensor(out, n, enc)  # noqa: E731
         rows: list[tuple[int, torch.Tensor]] = []
         failed: list[list[Any]] = []
         ids = self.units.ids
@@ -401,7 +377,7 @@ class LatentCache:
                 failed += [[pos, ids[pos], err] for pos, _, err in batch if err is not None]
                 good = [(pos, x) for pos, x, err in batch if err is None]
                 with torch.inference_mode():
-                    results = encode_rows(run, [x for _, x in good], check=check)
+                    results = encode_rows(run, [x for _, x in good], check=lambda out, n: _as_tensor(out, n, enc))
                 for (pos, _), (row, exc) in zip(good, results):
                     if exc is not None:
                         failed.append([pos, ids[pos], f"encoder rejected it: {type(exc).__name__}: {exc}"[:MAX_REASON]])
@@ -424,10 +400,7 @@ class LatentCache:
 
     def _write_shard(self, s: int, rows: list[tuple[int, torch.Tensor]], failed: list[list[Any]]) -> dict[str, Any]:
         dt = STORE_DTYPES[self.dtype]
-        if rows:
-            latents = torch.stack([r for _, r in rows]).to(dt)
-        else:
-            latents = torch.zeros([0] + (self.item_shape or []), dtype=dt)
+        latents = torch.stack([r for _, r in rows]).to(dt) if rows else torch.zeros([0] + (self.item_shape or []), dtype=dt)
         index = torch.tensor([p for p, _ in rows], dtype=torch.int64)
         r = self.shard_range(s)
         path = self.dir / self.shard_name(s)

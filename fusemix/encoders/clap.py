@@ -49,7 +49,7 @@ from .base import (
     pick_dtype,
     token_count,
 )
-from .clap_features import LogMel, check_supported
+from .clap_features import LogMel
 
 LONG_CLIP_MODES = ("center", "mean")
 
@@ -117,24 +117,12 @@ def window_starts(n: int, window: int, mode: str, max_windows: int) -> list[int]
     return [int(round(s)) for s in np.linspace(0, n - window, k)]
 
 
-def _reproducible(fe: Any) -> bool:
-    """Whether :class:`LogMel` reproduces ``fe`` (else ``prepare`` keeps the extractor)."""
-    try:
-        check_supported(fe)
-    except ValueError:
-        return False
-    return True
-
-
 class _ClapBase(Encoder):
     def __init__(self, model_id: str, *, revision=None, device=None, dtype=None, batch_size: int = 16):
         self.bundle = load_clap(model_id, revision=revision, device=device, dtype=dtype)
-        self.model_id = str(model_id)
-        self.revision = self.bundle.revision
-        self.device = self.bundle.model.device
-        self.dtype = self.bundle.model.dtype
+        self.model_id, self.revision, self.pooling = str(model_id), self.bundle.revision, "projected"
+        self.device, self.dtype = self.bundle.model.device, self.bundle.model.dtype
         self.dim = int(self.bundle.model.config.projection_dim)
-        self.pooling = "projected"
         if not isinstance(batch_size, int) or batch_size < 1:
             raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
@@ -160,7 +148,10 @@ class ClapAudioEncoder(_ClapBase):
         self.window = int(fe.nb_max_samples)
         self.long_clip = "fusion" if self.bundle.enable_fusion else long_clip
         self.max_windows = max_windows
-        self.log_mel = LogMel(fe) if self.long_clip != "fusion" and _reproducible(fe) else None
+        try:  # fusemix's log-mel where it reproduces the extractor, else the extractor itself
+            self.log_mel = LogMel(fe) if self.long_clip != "fusion" else None
+        except ValueError:
+            self.log_mel = None
         self.limits = {"max_seconds": max_seconds, "min_seconds": min_seconds, "max_bytes": max_bytes}
 
     def prepare(self, item: Any) -> dict[str, Any]:
@@ -176,10 +167,8 @@ class ClapAudioEncoder(_ClapBase):
         else:
             starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
             windows = [wav[s:s + self.window] for s in starts]
-            if self.log_mel is not None:
-                feats = self.log_mel.features(windows)
-            else:
-                feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="np")
+            feats = (self.log_mel.features(windows) if self.log_mel is not None
+                     else fe(windows, sampling_rate=self.sample_rate, return_tensors="np"))
         return {"input_features": feats["input_features"].astype(np.float32, copy=False),
                 "is_longer": np.asarray(feats["is_longer"], dtype=bool).reshape(-1, 1)}
 

@@ -64,52 +64,26 @@ def pad_window(wav: np.ndarray, fe: Any) -> np.ndarray:
 
 
 class LogMel:
-    """``fe``'s log-mel spectrogram of windows from :func:`pad_window` ``[N, nb_max_samples + n_fft]``.
-
-    Returns float32 ``[N, 1, frames, n_mels]`` dB (the extractor's ``input_features`` layout).
-    """
+    """``fe``'s log-mel spectrogram: mono windows at ``fe.sampling_rate`` -> the extractor's output
+    dict, ``input_features`` float32 ``[N, 1, frames, n_mels]`` dB and ``is_longer`` (all False)."""
 
     def __init__(self, fe: Any) -> None:
         check_supported(fe)
-        self.fe = fe
-        self.n_fft, self.hop, self.length = int(fe.fft_window_size), int(fe.hop_length), int(fe.nb_max_samples)
-        # periodic Hann: the extractor's window_function
-        self.window = torch.from_numpy(np.hanning(self.n_fft + 1)[:-1])
+        self.fe, self.n_fft, self.hop = fe, int(fe.fft_window_size), int(fe.hop_length)
+        self.window = torch.from_numpy(np.hanning(self.n_fft + 1)[:-1])  # periodic Hann, as the extractor
         filters = np.asarray(fe.mel_filters_slaney, dtype=np.float64)
         used = np.flatnonzero(filters.any(axis=1))  # FFT bins above the last filter's reach are dropped
         self.mel = torch.from_numpy(filters[:used[-1] + 1] if len(used) else filters)
 
-    def pad(self, windows: list[np.ndarray]) -> torch.Tensor:
-        """:func:`pad_window` of each window, stacked: the input of a call."""
-        return torch.from_numpy(np.stack([pad_window(w, self.fe) for w in windows]))
-
     def features(self, windows: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Windows -> the extractor's output dict (``input_features``, ``is_longer``)."""
-        return {"input_features": self(self.pad(windows)).numpy(),
-                "is_longer": np.zeros((len(windows), 1), dtype=bool)}
-
-    def __call__(self, waveforms: torch.Tensor) -> torch.Tensor:
-        width = self.length + 2 * (self.n_fft // 2)
-        if waveforms.ndim != 2 or waveforms.shape[1] != width:
-            raise ValueError(f"expected windows from pad_window [N, {width}], got {tuple(waveforms.shape)}")
         out = []
-        for chunk in waveforms.split(1):  # one window per call: larger chunks only add memory traffic
-            spec = torch.stft(chunk.to(torch.float64), self.n_fft, self.hop, window=self.window, center=False,
-                              return_complex=True)[:, :len(self.mel)]  # [n, bins, frames]; centred by pad_window
-            re_im = torch.view_as_real(spec)
+        for w in windows:  # one window per torch.stft call: larger batches only add memory traffic
+            spec = torch.stft(torch.from_numpy(pad_window(w, self.fe))[None], self.n_fft, self.hop,
+                              window=self.window, center=False, return_complex=True)[:, :len(self.mel)]
+            re_im = torch.view_as_real(spec)  # [1, bins, frames, 2]; centred by pad_window
             power = re_im[..., 0].square() + re_im[..., 1].square()  # |X|^2, cheaper than .abs().square()
-            db = 10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ self.mel, min=MIN_DB_POWER))
-            out.append(db.float())
-        return torch.cat(out)[:, None]
+            out.append(10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ self.mel, min=MIN_DB_POWER)).float())
+        return {"input_features": torch.cat(out)[:, None].numpy(), "is_longer": np.zeros((len(windows), 1), dtype=bool)}
 
 
-def clap_log_mel(windows: list[np.ndarray], fe: Any) -> dict[str, np.ndarray]:
-    """Log-mel features of mono windows at ``fe.sampling_rate``, as ``fe(windows, return_tensors="np")``.
-
-    Returns ``input_features`` float32 ``[n_windows, 1, frames, n_mels]`` and ``is_longer`` bool
-    ``[n_windows, 1]`` (all False: no window is longer than ``nb_max_samples``).
-    """
-    return LogMel(fe).features(windows)
-
-
-__all__ = ["LogMel", "clap_log_mel", "check_supported", "pad_window", "PADDING_MODES"]
+__all__ = ["LogMel", "check_supported", "pad_window", "PADDING_MODES"]
