@@ -1,20 +1,13 @@
 """Decode, validate and resample audio from every entry point fusemix has.
 
-One function, :func:`load_audio`, turns a file path, raw bytes, a binary file object, Gradio's
-``(sample_rate, int16 array)`` tuple, a Hugging Face ``datasets`` audio dict or a bare numpy array
-into float32 mono samples in [-1, 1] at the rate an encoder wants. Bad input raises
-:class:`AudioError` (a ``ValueError``) with a plain message, before any large read when possible:
-the file size is checked before reading, the duration from the header before decoding.
+:func:`load_audio` turns a path, bytes, a binary file object, Gradio's ``(sample_rate, int16 array)``,
+a ``datasets`` audio dict or a numpy array into float32 mono in [-1, 1] at the encoder's rate. Bad
+input raises :class:`AudioError` (a ``ValueError``) with a plain message, before any large read when
+possible (size before reading, duration from the header before decoding). Decoding: soundfile
+(libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...); resampling: soxr HQ; no ffmpeg needed.
 
-Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3 with libsndfile >= 1.1, AIFF,
-...), resampling uses soxr (high quality). Neither needs ffmpeg or torchcodec.
-
-Policies (documented because callers count them):
-- Silence is valid audio and is returned as is (datasets do contain silent clips). Pass
-  ``reject_silent=True`` to turn it into an :class:`AudioError`, or test with :func:`is_silent`.
-- Samples outside [-1, 1] (clipped float files) are clipped, not rejected.
-- NaN or infinite samples are rejected: no encoder output would be meaningful.
-- Several channels are averaged to mono.
+Policies: silence is valid audio (``reject_silent=True`` or :func:`is_silent` to refuse it);
+samples outside [-1, 1] are clipped; NaN or infinite samples are rejected; channels are averaged.
 """
 
 from __future__ import annotations
@@ -85,9 +78,7 @@ class AudioInfo:
 
 
 def _describe(source: AudioSource) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return f"<{type(source).__name__}>"
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
 def _check_rate(sr: Any, what: str) -> int:
@@ -138,10 +129,8 @@ def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
             raise AudioError(f"file object {name} must be opened in binary mode")
         data = bytes(data)
     else:
-        raise AudioError(
-            f"unsupported audio source {name}: expected a path, bytes, a binary file object, "
-            "a (sample_rate, array) tuple, a {'array', 'sampling_rate'} dict or a numpy array"
-        )
+        raise AudioError(f"unsupported audio source {name}: expected a path, bytes, a binary file object, "
+                         "a (sample_rate, array) tuple, a {'array', 'sampling_rate'} dict or a numpy array")
     if not data:
         raise AudioError(f"audio data is empty (0 bytes): {name}")
     if len(data) > max_bytes:
@@ -155,10 +144,8 @@ def _open(data: bytes, name: str) -> sf.SoundFile:
         return sf.SoundFile(buf)
     except (sf.SoundFileError, RuntimeError) as exc:
         why = str(exc).replace(f"Error opening {buf!r}: ", "").rstrip(".")  # no "<_io.BytesIO at 0x...>"
-        raise UndecodableAudioError(
-            f"not a decodable audio file ({name}): {why}. Supported: "
-            + ", ".join(sorted(sf.available_formats()))
-        ) from None
+        raise UndecodableAudioError(f"not a decodable audio file ({name}): {why}. Supported: "
+                                    + ", ".join(sorted(sf.available_formats()))) from None
 
 
 def _array_source(source: AudioSource, source_sr: int | None) -> tuple[np.ndarray, int] | None:
@@ -193,16 +180,12 @@ def _to_frames_channels(a: np.ndarray) -> np.ndarray:
         return a[:, None]
     if a.ndim != 2:
         raise AudioError(f"audio array must be 1-D or 2-D (frames, channels), got shape {a.shape}")
-    frames_first = a.shape[1] <= MAX_CHANNELS and a.shape[1] <= a.shape[0]
-    channels_first = a.shape[0] <= MAX_CHANNELS and a.shape[0] < a.shape[1]
-    if frames_first:
+    if a.shape[1] <= MAX_CHANNELS and a.shape[1] <= a.shape[0]:  # frames first
         return a
-    if channels_first:
+    if a.shape[0] <= MAX_CHANNELS and a.shape[0] < a.shape[1]:  # channels first
         return a.T
-    raise AudioError(
-        f"cannot tell channels from frames in an audio array of shape {a.shape} "
-        f"(at most {MAX_CHANNELS} channels supported)"
-    )
+    raise AudioError(f"cannot tell channels from frames in an audio array of shape {a.shape} "
+                     f"(at most {MAX_CHANNELS} channels supported)")
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
@@ -216,13 +199,6 @@ def _to_float(a: np.ndarray) -> np.ndarray:
         half = float(2 ** (8 * a.dtype.itemsize - 1))
         return ((a.astype(np.float64) - half) / half).astype(np.float32)
     raise AudioError(f"audio samples must be integer PCM or float, got dtype {a.dtype}")
-
-
-def _pcm16_to_float(block: np.ndarray) -> np.ndarray:
-    """int16 samples -> float32 in [-1, 1): libsndfile's own scaling (x * 1/32768, exact)."""
-    out = block.astype(np.float32)
-    out *= np.float32(1 / 32768)
-    return out
 
 
 def _downmix(frames: np.ndarray) -> np.ndarray:
@@ -343,8 +319,8 @@ def decode_audio(
                                    always_2d=True)
                     if block.shape[0] == 0:
                         break
-                    if pcm16:
-                        block = _pcm16_to_float(block)
+                    if pcm16:  # libsndfile's own scaling, x * 1/32768 (exact)
+                        block = block.astype(np.float32) * np.float32(1 / 32768)
                     elif not np.isfinite(block).all():
                         raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
                     parts.append(_downmix(block))

@@ -56,12 +56,9 @@ class CacheError(ValueError):
 
 @dataclass
 class Units:
-    """What one cache encodes: ordered unit ids, their content fingerprint and a loader.
-
-    ``load(i)`` returns unit ``i`` as the encoder takes it (a path, bytes, a decoded waveform or
-    image, a caption). It runs in DataLoader worker processes, so it must be picklable (a
-    module-level class, not a lambda) and may raise for a bad item.
-    """
+    """What one cache encodes: ordered unit ids, their content fingerprint and a loader. ``load(i)``
+    gives unit ``i`` as the encoder takes it; it runs in worker processes, so it must be picklable
+    (a module-level class, not a lambda), and may raise for a bad item."""
 
     ids: list[str]
     fingerprint: str
@@ -171,8 +168,7 @@ def _worker_init(_: int) -> None:
 
 
 def _as_tensor(out: Any, n: int, encoder: Any = None) -> torch.Tensor:
-    if isinstance(out, np.ndarray):
-        out = torch.from_numpy(out)
+    out = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
     name = type(encoder).__name__ if encoder is not None else "the encoder"
     if not isinstance(out, torch.Tensor):
         raise RuntimeError(f"{name} returned {type(out).__name__}, not a tensor")
@@ -219,10 +215,7 @@ class LatentCache:
             raise CacheError(f"nothing to encode: no {units.kind}")
         if len(set(units.ids)) != len(units.ids):
             raise CacheError(f"{units.kind} ids are not unique")
-        self.units = units
-        self.encoder = encoder
-        self.shard_size = shard_size
-        self.dtype = dtype
+        self.units, self.encoder, self.shard_size, self.dtype = units, encoder, shard_size, dtype
         self.desc = _encoder_desc(encoder)
         self.key = cache_key(units, encoder, dtype=dtype, shard_size=shard_size)
         self.dir = Path(root) / f"{_slug(self.desc.get('model_id', 'encoder'))}-{units.kind}-{self.key}"
@@ -282,10 +275,8 @@ class LatentCache:
         return entries
 
     def _shard_ok(self, s: int, entry: dict[str, Any] | None) -> bool:
-        if not entry:
-            return False
         try:
-            return sha256_file(self.dir / self.shard_name(s)) == entry.get("sha256")
+            return bool(entry) and sha256_file(self.dir / self.shard_name(s)) == entry.get("sha256")
         except OSError:
             return False
 
@@ -302,10 +293,9 @@ class LatentCache:
 
     def is_complete(self) -> bool:
         try:
-            m = self.read_manifest()
+            return bool((self.read_manifest() or {}).get("complete"))
         except CacheError:
             return False
-        return bool(m and m.get("complete"))
 
     # ------------------------------------------------------------------ build
 

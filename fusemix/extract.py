@@ -27,19 +27,13 @@ from typing import Any
 
 import torch
 
-from .cache import BuildStats, CachedLatents, LatentCache, Units, default_state, prepares
 from . import conventions
+from .cache import BuildStats, CachedLatents, LatentCache, Units, default_state, prepares
 from .io import atomic_write_json
 from .latents import LatentPairs, save_latent_pairs
 from .pairs import PairSource, hub_source, open_source
 
 log = logging.getLogger(__name__)
-
-
-
-def default_cache_root() -> Path:
-    """Where latent caches go unless told: ``cache_root("latents")``, read when called."""
-    return conventions.cache_root("latents")
 
 
 class ExtractionError(ValueError):
@@ -139,9 +133,7 @@ class ExtractionReport:
         return len(self.source_skips) + len(self.x_failures) + len(self.y_failures) + len(self.dropped_items)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["num_skipped"] = self.num_skipped
-        return d
+        return asdict(self) | {"num_skipped": self.num_skipped}
 
     def summary(self) -> str:
         lines = [f"kept {self.items_kept}/{self.items_in_source} items and {self.captions_kept}/"
@@ -186,10 +178,6 @@ def _as_encoder(enc: Any, **kw: Any) -> Any:
     return enc
 
 
-def _failures(c: CachedLatents) -> list[dict[str, str]]:
-    return [{"id": i, "reason": r} for _, i, r in c.failed]
-
-
 def _rows_of(c: CachedLatents) -> torch.Tensor:
     """Unit position -> row in ``c.latents`` (-1 for failed units)."""
     rows = torch.full((len(c.ids),), -1, dtype=torch.long)
@@ -197,11 +185,9 @@ def _rows_of(c: CachedLatents) -> torch.Tensor:
     return rows
 
 
-def _build(units: Units, encoder: Any, cache_root: Path, opts: dict[str, Any]) -> tuple[LatentCache, BuildStats, CachedLatents]:
-    cache = LatentCache(cache_root, units, encoder, shard_size=opts["shard_size"], dtype=opts["dtype"])
-    stats = cache.build(batch_size=opts["batch_size"], num_workers=opts["num_workers"],
-                        progress=opts["progress"], state=opts["state"])
-    return cache, stats, cache.load()
+def _build(units: Units, encoder: Any, root: Path, opts: dict[str, Any]) -> tuple[LatentCache, BuildStats, CachedLatents]:
+    cache = LatentCache(root, units, encoder, shard_size=opts.pop("shard_size"), dtype=opts.pop("dtype"))
+    return cache, cache.build(**opts), cache.load()
 
 
 def default_num_workers() -> int:
@@ -263,13 +249,13 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
     opts = dict(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers, dtype=dtype,
                 progress=progress, state=state)
-    root = Path(cache_root) if cache_root is not None else default_cache_root()
-    x_cache, x_stats, xl = _build(x_units, x_enc, root, opts)
-    y_cache, y_stats, yl = _build(cap_units, y_enc, root, opts)
+    root = Path(cache_root) if cache_root is not None else conventions.cache_root("latents")  # read now, not at import
+    x_cache, x_stats, xl = _build(x_units, x_enc, root, dict(opts))
+    y_cache, y_stats, yl = _build(cap_units, y_enc, root, dict(opts))
     report.x_cache, report.y_cache = str(x_cache.dir), str(y_cache.dir)
     report.x_shards = {"encoded": x_stats.encoded_shards, "reused": x_stats.reused_shards}
     report.y_shards = {"encoded": y_stats.encoded_shards, "reused": y_stats.reused_shards}
-    report.x_failures, report.y_failures = _failures(xl), _failures(yl)
+    report.x_failures, report.y_failures = ([{"id": i, "reason": r} for _, i, r in c.failed] for c in (xl, yl))
 
     x_rows, y_rows = _rows_of(xl), _rows_of(yl)
     if x_from_captions:
@@ -285,8 +271,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
                                 for i in ((x_rows >= 0) & ~has_cap).nonzero().flatten().tolist()]
         remap = torch.full((len(src),), -1, dtype=torch.long)
         remap[keep_item] = torch.arange(int(keep_item.sum()))
-        x = xl.latents[x_rows[keep_item]]
-        y = yl.latents[y_rows[keep_cap]]
+        x, y = xl.latents[x_rows[keep_item]], yl.latents[y_rows[keep_cap]]
         y_item = remap[cap_item[keep_cap]]
         if len(y_item) == len(x) and torch.equal(y_item, torch.arange(len(x))):
             y_item = None
@@ -304,12 +289,12 @@ def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str |
                   **kwargs: Any) -> LatentPairs:
     """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
 
-    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings. Options (keyword only):
-    ``batch_size``, ``shard_size``, ``num_workers`` (decoding processes; 0: in this process,
-    None: :func:`default_num_workers`), ``dtype`` of the stored
-    latents, ``progress``, ``state`` (an accelerate PartialState; default: the current one),
-    ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items are logged;
-    use :func:`run_extraction` to get the full :class:`ExtractionReport`.
+    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings; ``cache_root`` defaults to
+    ``conventions.cache_root("latents")``. Options (keyword only): ``batch_size``, ``shard_size``,
+    ``num_workers`` (decoding processes; 0: in this process, None: :func:`default_num_workers`),
+    ``dtype`` of the stored latents, ``progress``, ``state`` (an accelerate PartialState; default:
+    the current one), ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items
+    are logged; :func:`run_extraction` gives the full :class:`ExtractionReport`.
     """
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
 

@@ -31,8 +31,6 @@ from ..conventions import pick_device  # noqa: F401  (re-exported: fusemix.refer
 
 logger = logging.getLogger(__name__)
 
-MODALITIES = ("audio", "text", "image")
-
 
 class EncoderInputError(ValueError):
     """An item an encoder cannot use (empty caption, not an image, undecodable audio, ...)."""
@@ -92,17 +90,13 @@ def model_max_length(tokenizer, position_limit: int | None = None) -> int:
 
 
 def fingerprint_files(root: str | Path, patterns: Iterable[str] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str | None:
-    """sha256 over a local model directory's config/weight files (None for a hub id).
-
-    Gives local directories a content revision, so an edited or replaced model makes a new cache
-    key instead of silently mixing latents.
-    """
+    """sha256 over a local model directory's config/weight files (None for a hub id): a content
+    revision, so an edited or replaced model makes a new cache key instead of mixing latents."""
     root = Path(root)
     if not root.is_dir():
         return None
     h = hashlib.sha256()
-    files = sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
-    for p in files:
+    for p in sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()}):
         if p.name in ("README.md", "STANDIN.txt"):
             continue
         h.update(str(p.relative_to(root)).encode())
@@ -149,25 +143,16 @@ class Encoder(ABC):
 
     def forward(self, batch: Any) -> torch.Tensor:
         with torch.inference_mode():
-            out = self._forward(batch)
-        return out.detach().to("cpu", torch.float32).contiguous()
+            return self._forward(batch).detach().to("cpu", torch.float32).contiguous()
 
     def extra_description(self) -> dict:
         return {}
 
     def describe(self) -> dict:
         """JSON-able identity of this encoder: what produced a latent (cache keys, checkpoints)."""
-        d = {
-            "kind": self.kind,
-            "model_id": str(self.model_id),
-            "revision": self.revision,
-            "modality": self.modality,
-            "dim": int(self.dim),
-            "output_shape": list(self.output_shape),
-            "pooling": self.pooling,
-            "compute_dtype": str(self.dtype).replace("torch.", ""),
-        }
-        d.update(self.extra_description())
+        d = {"kind": self.kind, "model_id": str(self.model_id), "revision": self.revision, "modality": self.modality,
+             "dim": int(self.dim), "output_shape": list(self.output_shape), "pooling": self.pooling,
+             "compute_dtype": str(self.dtype).replace("torch.", ""), **self.extra_description()}
         json.dumps(d)  # fail here, not when a cache manifest is written
         return d
 
@@ -200,16 +185,11 @@ class Encoder(ABC):
             yield self.collate(prepared[start:start + bs])
 
     def encode(self, items: Sequence[Any], *, batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
-        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``.
-
-        All items are validated before any compute, so a bad item fails the call up front
-        (:class:`EncoderInputError` listing every bad item). ``progress=None`` shows a tqdm bar
-        when there is more than one batch.
-        """
+        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``. All items are
+        validated before any compute (:class:`EncoderInputError` lists every bad one); ``progress=None``
+        shows a tqdm bar when there is more than one batch."""
         outs = [self.forward(b) for b in self.batches(items, batch_size=batch_size, progress=progress)]
-        if not outs:
-            return torch.empty((0, *self.output_shape), dtype=torch.float32)
-        return torch.cat(outs)
+        return torch.cat(outs) if outs else torch.empty((0, *self.output_shape), dtype=torch.float32)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, pooling={self.pooling!r})"
