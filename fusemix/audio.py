@@ -74,9 +74,6 @@ class AudioInfo:
         return asdict(self) | {"duration": self.duration}
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _describe(source: AudioSource) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
@@ -102,10 +99,6 @@ def _check_limits(min_seconds: float, max_seconds: float, max_bytes: int) -> Non
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
 def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
     """File path / bytes / file object -> bytes, enforcing emptiness and the size limit first."""
     name = _describe(source)
@@ -119,7 +112,7 @@ def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
         if size == 0:
             raise AudioError(f"audio file is empty (0 bytes): {path}")
         if size > max_bytes:
-            raise AudioError(f"audio file is {_mb(size)}, over the {_mb(max_bytes)} limit: {path}")
+            raise AudioError(f"audio file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit: {path}")
         return path.read_bytes()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -134,7 +127,7 @@ def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
     if not data:
         raise AudioError(f"audio data is empty (0 bytes): {name}")
     if len(data) > max_bytes:
-        raise AudioError(f"audio data is over the {_mb(max_bytes)} limit: {name}")
+        raise AudioError(f"audio data is over the {max_bytes / 1e6:.1f} MB limit: {name}")
     return data
 
 
@@ -212,9 +205,6 @@ def _downmix(frames: np.ndarray) -> np.ndarray:
     return np.array(frames[:, 0], dtype=np.float32)
 
 
-# --------------------------------------------------------------------------- public API
-
-
 def probe_audio(source: AudioSource, *, source_sr: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> AudioInfo:
     """Sample rate, channels, frames and format of a clip from its header (no decoding)."""
     arr = _array_source(source, source_sr)
@@ -242,16 +232,9 @@ def resample(mono: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
 
 
-def load_audio(
-    source: AudioSource,
-    target_sr: int = 48_000,
-    *,
-    source_sr: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    reject_silent: bool = False,
-) -> np.ndarray:
+def load_audio(source: AudioSource, target_sr: int = 48_000, *, source_sr: int | None = None,
+               max_seconds: float = DEFAULT_MAX_SECONDS, min_seconds: float = DEFAULT_MIN_SECONDS,
+               max_bytes: int = DEFAULT_MAX_BYTES, reject_silent: bool = False) -> np.ndarray:
     """Decode ``source`` to float32 mono samples in [-1, 1] at ``target_sr``.
 
     ``source``: a path, bytes, a binary file object, ``(sample_rate, array)`` (Gradio), a dict with
@@ -270,19 +253,10 @@ def load_audio(
     return mono
 
 
-def decode_audio(
-    source: AudioSource,
-    *,
-    source_sr: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-) -> tuple[np.ndarray, int]:
-    """:func:`load_audio` before resampling: ``(float32 mono samples, their sample rate)``.
-
-    The same checks and errors; samples are not clipped yet and may share memory with an array
-    source (copy before writing to them).
-    """
+def decode_audio(source: AudioSource, *, source_sr: int | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 min_seconds: float = DEFAULT_MIN_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, int]:
+    """:func:`load_audio` before resampling: ``(float32 mono samples, their rate)``; the same checks,
+    not clipped yet, and possibly sharing memory with an array source (copy before writing)."""
     _check_limits(min_seconds, max_seconds, max_bytes)
     name = _describe(source)
     arr = _array_source(source, source_sr)

@@ -129,11 +129,8 @@ class _UnitDataset(Dataset):
     """Loads unit ``pos`` and runs ``prepare`` on it, in a worker. A failure to load (any exception)
     or a rejecting ``prepare`` (ValueError, OSError) becomes a reason; other exceptions propagate."""
 
-    def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None, n: int) -> None:
-        self.load, self.prepare, self.n = load, prepare, n
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None) -> None:
+        self.load, self.prepare = load, prepare
 
     def __getitem__(self, pos: int) -> tuple[int, Any, str | None]:
         try:
@@ -222,8 +219,6 @@ class LatentCache:
         self.num_shards = math.ceil(len(units.ids) / shard_size)
         self.item_shape: list[int] | None = None
 
-    # ------------------------------------------------------------------ layout
-
     def shard_name(self, s: int) -> str:
         return f"shard-{s:05d}.safetensors"
 
@@ -297,8 +292,6 @@ class LatentCache:
         except CacheError:
             return False
 
-    # ------------------------------------------------------------------ build
-
     def build(self, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True,
               state: Any = None) -> BuildStats:
         """Encode every shard that is missing or corrupt; reuse the rest. Safe to rerun."""
@@ -354,7 +347,7 @@ class LatentCache:
             plan += [(s, list(r[i:i + batch_size]), i + batch_size >= len(r)) for i in range(0, len(r), batch_size)]
         enc = self.encoder
         prepared = prepares(enc)
-        dataset = _UnitDataset(self.units.load, enc.prepare if prepared else None, len(self.units.ids))
+        dataset = _UnitDataset(self.units.load, enc.prepare if prepared else None)
         loader = DataLoader(dataset, batch_sampler=[c for _, c, _ in plan], collate_fn=list,
                             num_workers=num_workers, worker_init_fn=_worker_init)
         run = (lambda xs: enc.forward(enc.collate(xs))) if prepared else enc.encode
@@ -383,9 +376,8 @@ class LatentCache:
 
     def _check_shape(self, row: torch.Tensor) -> None:
         shape = list(row.shape)
-        if self.item_shape is None:
-            self.item_shape = shape
-        elif shape != self.item_shape:
+        self.item_shape = self.item_shape or shape
+        if shape != self.item_shape:
             raise RuntimeError(f"encoder output shape {shape} differs from earlier {self.item_shape}")
 
     def _write_shard(self, s: int, rows: list[tuple[int, torch.Tensor]], failed: list[list[Any]]) -> dict[str, Any]:
@@ -398,8 +390,6 @@ class LatentCache:
         atomic_save_safetensors(path, {"latents": latents, "index": index}, metadata=meta)
         return {"file": self.shard_name(s), "sha256": sha256_file(path), "count": len(rows),
                 "start": r.start, "stop": r.stop, "failed": failed}
-
-    # ------------------------------------------------------------------ load
 
     def load(self) -> CachedLatents:
         """Read a complete cache, checking every shard's checksum."""

@@ -1,13 +1,11 @@
 """Pairs + two frozen encoders -> the latent-pair file ``train.py`` trains from.
 
 ``x`` latents come from the items (audio clips, images), ``y`` latents from the captions, each
-through its own :class:`fusemix.cache.LatentCache` (so either side is reused when only the other
-encoder changes). When the x encoder is a text encoder (e.g. CLAP's text tower feeding a Stable
-Diffusion bridge), x is computed from the captions as well and the pairs are row-aligned.
-
-Items that could not be decoded are dropped together with their captions; captions the encoder
-rejects are dropped alone; an item left without any caption is dropped. Everything dropped is
-listed, with its reason, in the :class:`ExtractionReport`.
+through its own :class:`fusemix.cache.LatentCache` (either side is reused when only the other
+encoder changes). A text x encoder (e.g. CLAP's text tower for a Stable Diffusion bridge) encodes
+the captions too, and the pairs are row-aligned. Undecodable items are dropped with their
+captions, rejected captions alone, items left without a caption too; the
+:class:`ExtractionReport` lists each with its reason.
 
 CLI::
 
@@ -40,10 +38,7 @@ class ExtractionError(ValueError):
     """Extraction cannot produce a latent-pair file (mismatched encoders, nothing usable)."""
 
 
-# --------------------------------------------------------------------------- item loaders
-# Picklable callables: they run in DataLoader worker processes.
-
-
+# Item loaders are picklable callables: they run in DataLoader worker processes.
 def _open_binary(item: Any) -> Any:
     """A path or bytes for an undecoded ``datasets`` Audio/Image dict ``{"path", "bytes"}``."""
     if isinstance(item, dict):
@@ -107,9 +102,6 @@ class CaptionLoader:
         return self.captions[j]
 
 
-# --------------------------------------------------------------------------- report
-
-
 @dataclass
 class ExtractionReport:
     """What went in, what came out, and every item or caption left out (with its reason)."""
@@ -154,9 +146,6 @@ class ExtractionResult:
     report: ExtractionReport
 
 
-# --------------------------------------------------------------------------- extraction
-
-
 def encoder_spec(encoder: Any) -> str:
     """``KIND:MODEL_ID``: what ``load_encoder`` needs to rebuild the encoder at inference."""
     desc = encoder.describe()
@@ -191,21 +180,17 @@ def _build(units: Units, encoder: Any, root: Path, opts: dict[str, Any]) -> tupl
 
 
 def default_num_workers() -> int:
-    """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
-
-    Why all of them: at a GPU encoder's rate the CPU side is the bound; with a CPU encoder the
-    workers run at the lowest priority and only take idle time. Cores are shared among the
-    processes ``accelerate launch`` / ``torchrun`` start here (``LOCAL_WORLD_SIZE``) and counted by
-    ``joblib.cpu_count`` (affinity and a container's CPU quota, which ``os.cpu_count`` misses).
-    """
+    """Decoding processes for one extraction process: the CPU cores beside it, at least 2 (with a
+    GPU encoder the CPU side is the bound; with a CPU encoder the low-priority workers only take
+    idle time). Cores are shared among ``accelerate launch`` / ``torchrun``'s local processes
+    (``LOCAL_WORLD_SIZE``) and counted by ``joblib.cpu_count`` (affinity and cgroup quotas)."""
     import joblib
 
-    cores = joblib.cpu_count()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local = 1
-    return max(2, cores // local - 1)
+    return max(2, joblib.cpu_count() // local - 1)
 
 
 def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
@@ -297,9 +282,6 @@ def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str |
     are logged; :func:`run_extraction` gives the full :class:`ExtractionReport`.
     """
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 def _parser() -> argparse.ArgumentParser:

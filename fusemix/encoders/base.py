@@ -1,16 +1,12 @@
 """The one interface every frozen encoder follows, and what all of them share.
 
-An encoder turns a list of raw items (audio, captions, images) into a float32 CPU tensor of
-latents. Work is split in three steps so the latent-cache stage can overlap decoding with compute:
-
-- ``prepare(item)``: CPU-only, per item (decode, validate, crop, feature-extract). Safe to run in
-  DataLoader workers. Bad input raises :class:`EncoderInputError` for that item alone.
-- ``collate(prepared)``: batch the prepared items; CPU-only too, in the main process.
-- ``forward(batch)``: run the frozen model on its device, return ``[B, *output_shape]`` float32 CPU.
-
-``encode(items)`` chains the three for callers that just want latents. Encoders never train:
-models are put in eval mode with ``requires_grad_(False)`` and run under ``torch.inference_mode()``,
-in fp16 on CUDA and fp32 on CPU unless told otherwise.
+An encoder turns raw items (audio, captions, images) into a float32 CPU tensor of latents, in three
+steps so the latent cache can overlap decoding with compute: ``prepare(item)`` (CPU, per item:
+decode, validate, crop, features; runs in DataLoader workers; bad input raises
+:class:`EncoderInputError` for that item alone), ``collate(prepared)`` (batch them) and
+``forward(batch)`` (the frozen model on its device -> ``[B, *output_shape]``). ``encode(items)``
+chains the three. Models are frozen (eval, ``requires_grad_(False)``, ``torch.inference_mode()``),
+fp16 on CUDA and fp32 on CPU unless told otherwise.
 """
 
 from __future__ import annotations

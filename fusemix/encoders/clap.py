@@ -1,29 +1,21 @@
-"""CLAP audio and text towers through transformers' ``ClapModel``.
+"""CLAP audio and text towers through transformers' ``ClapModel`` (LAION's weights from safetensors;
+the ``laion-clap`` package downgrades numpy, needs torchvision and downloads roberta-base).
 
-transformers' ``ClapModel`` loads LAION's CLAP weights (``laion/clap-htsat-unfused``,
-``laion/larger_clap_general``, ...) from safetensors; the ``laion-clap`` package is not used (it
-downgrades numpy, imports torchvision without declaring it, and downloads roberta-base when built).
+Both towers of one checkpoint share one loaded model (cached by model id, revision, device, dtype);
+outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
 
-Both towers of one checkpoint share a single loaded model (cached by model id, revision, device
-and dtype). Outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
-
-Audio: any source :func:`fusemix.audio.load_audio` accepts, decoded to mono at the feature
-extractor's rate (48 kHz for LAION CLAP) with soxr; bare numpy arrays are taken to be at that rate.
-Unfused checkpoints need ``truncation="rand_trunc"`` (the "fusion" default makes 4-channel input
-they cannot take); their log-mel is fusemix's own (:mod:`fusemix.encoders.clap_features`, the
-extractor's values, several times cheaper). ``prepare`` does all of this (in DataLoader workers
-during extraction) and ``forward`` only runs the model. Configurations the log-mel does not
-reproduce keep the extractor.
-
-Clips longer than the model's window (10 s) are handled deterministically, never by a random
-crop: ``long_clip="center"`` (default) embeds the central window; ``"mean"`` embeds up to
-``max_windows`` evenly spaced windows covering the clip and averages them (re-normalised). Fused
-checkpoints use their own global+local view, with numpy's RNG fixed so it is repeatable.
+Audio: anything :func:`fusemix.audio.load_audio` accepts (bare arrays are taken to be at the model's
+rate), decoded to mono and resampled (soxr) to the extractor's rate in ``prepare``, which also cuts
+the windows and computes their log-mel (:mod:`fusemix.encoders.clap_features`, the extractor's
+values, cheaper; configurations it does not reproduce keep the extractor); ``forward`` runs the
+model. Unfused checkpoints need ``truncation="rand_trunc"``. Clips longer than the window (10 s)
+are handled deterministically: ``long_clip="center"`` (default) embeds the central window,
+``"mean"`` the re-normalised mean of up to ``max_windows`` evenly spaced windows. Fused checkpoints
+use their own global+local view, with numpy's RNG fixed so it is repeatable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 from collections.abc import Sequence
@@ -96,17 +88,6 @@ def clear_clap_cache() -> None:
         _CACHE.clear()
 
 
-@contextlib.contextmanager
-def _fixed_numpy_rng(seed: int = 0):
-    """Make the feature extractor's numpy-random choices repeatable without leaking the seed."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 def window_starts(n: int, window: int, mode: str, max_windows: int) -> list[int]:
     """Start offsets of the windows embedded for a clip of ``n`` samples (deterministic)."""
     if n <= window:
@@ -144,10 +125,8 @@ class ClapAudioEncoder(_ClapBase):
             raise EncoderConfigError(f"max_windows must be an int in 1..64, got {max_windows!r}")
         super().__init__(model_id, revision=revision, device=device, dtype=dtype, batch_size=batch_size)
         fe = self.bundle.feature_extractor
-        self.sample_rate = int(fe.sampling_rate)
-        self.window = int(fe.nb_max_samples)
+        self.sample_rate, self.window, self.max_windows = int(fe.sampling_rate), int(fe.nb_max_samples), max_windows
         self.long_clip = "fusion" if self.bundle.enable_fusion else long_clip
-        self.max_windows = max_windows
         try:  # fusemix's log-mel where it reproduces the extractor, else the extractor itself
             self.log_mel = LogMel(fe) if self.long_clip != "fusion" else None
         except ValueError:
@@ -162,8 +141,12 @@ class ClapAudioEncoder(_ClapBase):
             raise EncoderInputError(str(exc)) from exc
         fe = self.bundle.feature_extractor
         if self.long_clip == "fusion":
-            with _fixed_numpy_rng():
+            state = np.random.get_state()  # the extractor's random choices, repeatable; the seed not leaked
+            np.random.seed(0)
+            try:
                 feats = fe([wav], sampling_rate=self.sample_rate, return_tensors="np")
+            finally:
+                np.random.set_state(state)
         else:
             starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
             windows = [wav[s:s + self.window] for s in starts]
@@ -183,10 +166,9 @@ class ClapAudioEncoder(_ClapBase):
             input_features=batch["input_features"].to(self.device, self.dtype),
             is_longer=batch["is_longer"].to(self.device),
         ).pooler_output.float()
-        counts = batch["counts"]
-        if max(counts) == 1:
+        if max(batch["counts"]) == 1:
             return out
-        groups = torch.split(out, counts)
+        groups = torch.split(out, batch["counts"])
         return torch.nn.functional.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
 
     def extra_description(self) -> dict:
