@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The GPU checks of the open performance goals, as one device call (a lent H200 gives a session
 # 15 minutes in all; this takes about 5 once the machine is up):
-#   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA; CLAP extraction on the GPU with pinned
-#      batches; skipped on CPU machines), with the CLAP feature tests around them;
+#   1. the CUDA-only tests (fusemix's GELU-dropout on CUDA; CLAP extraction with the model on the GPU
+#      and decoding workers gives the CPU's latents; skipped on CPU machines), with the CLAP feature
+#      tests around them;
 #   2. benchmarks/train_throughput.py on CUDA: fp32 step vs matmul rate, bf16 and TF32 vs fp32;
 #   3. benchmarks/extract_throughput.py with a full-size random CLAP on the GPU and 4/8/15
 #      decoding workers (the machine has 16 cores): whole stage vs forward alone (goal >= 0.9), and
-#      whether the workers' CPU-side ceiling reaches the GPU's rate. Workers decode and cut windows;
-#      resampling (julius) and log-mel run on the GPU in the forward. 1024 clips: at GPU rates fewer
-#      would time mostly the workers' start-up.
+#      whether the workers' CPU-side ceiling reaches the GPU's rate. The one extraction path: workers
+#      decode, resample (soxr), cut windows and compute the log-mel; the GPU runs the model. 1024
+#      clips: at GPU rates fewer would time mostly the workers' start-up.
 # Outputs go to $OUT (the device tool brings them back) or ./gpu_check_out.
 #
 # The device image has torch, transformers, numpy, safetensors, tqdm and pytest, but not the
@@ -16,7 +17,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     --platform any -d .whl soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 julius==0.2.8 joblib==1.6.0
+#     --platform any -d .whl soundfile==0.14.0 soxr==1.1.0 cffi==2.1.1 pycparser==3.12 joblib==1.6.0
 # then call the device tool with: command "bash benchmarks/gpu_check.sh", carry [".whl"], timeout_s 540.
 # Locally, GPU_CHECK_QUICK=1 runs the same steps at smoke-test sizes (on CPU when there is no GPU).
 set -uo pipefail
@@ -47,11 +48,11 @@ step() {  # name, command...: run one check, keep its log, remember a failure, g
 step cuda_tests "$py" -m pytest -q -p no:cacheprovider tests/test_dropout.py tests/test_clap_features.py
 if [ -n "$quick" ]; then
   step train_throughput "$py" benchmarks/train_throughput.py --quick
-  step extract_throughput "$py" benchmarks/extract_throughput.py --clips 8 --seconds 2 --num-workers 0,1 --repeats 1 \
-    --split accelerator  # the GPU's split, so that a CPU machine runs its code too
+  step extract_throughput "$py" benchmarks/extract_throughput.py --model tiny --clips 8 --seconds 2 --num-workers 0,1 \
+    --repeats 1
 else
   step train_throughput "$py" benchmarks/train_throughput.py --steps 7
-  step extract_throughput "$py" benchmarks/extract_throughput.py --full-size-random --clips 1024 \
+  step extract_throughput "$py" benchmarks/extract_throughput.py --model random-full --clips 1024 \
     --batch-size 32 --num-workers 4,8,15 --repeats 3
 fi
 exit $status

@@ -1,20 +1,13 @@
 """Decode, validate and resample audio from every entry point fusemix has.
 
-One function, :func:`load_audio`, turns a file path, raw bytes, a binary file object, Gradio's
-``(sample_rate, int16 array)`` tuple, a Hugging Face ``datasets`` audio dict or a bare numpy array
-into float32 mono samples in [-1, 1] at the rate an encoder wants. Bad input raises
-:class:`AudioError` (a ``ValueError``) with a plain message, before any large read when possible:
-the file size is checked before reading, the duration from the header before decoding.
+:func:`load_audio` turns a path, bytes, a binary file object, Gradio's ``(sample_rate, int16 array)``,
+a ``datasets`` audio dict or a numpy array into float32 mono in [-1, 1] at the encoder's rate. Bad
+input raises :class:`AudioError` (a ``ValueError``) with a plain message, before any large read when
+possible (size before reading, duration from the header before decoding). Decoding: soundfile
+(libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...); resampling: soxr HQ; no ffmpeg needed.
 
-Decoding uses soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3 with libsndfile >= 1.1, AIFF,
-...), resampling uses soxr (high quality). Neither needs ffmpeg or torchcodec.
-
-Policies (documented because callers count them):
-- Silence is valid audio and is returned as is (datasets do contain silent clips). Pass
-  ``reject_silent=True`` to turn it into an :class:`AudioError`, or test with :func:`is_silent`.
-- Samples outside [-1, 1] (clipped float files) are clipped, not rejected.
-- NaN or infinite samples are rejected: no encoder output would be meaningful.
-- Several channels are averaged to mono.
+Policies: silence is valid audio (``reject_silent=True`` or :func:`is_silent` to refuse it);
+samples outside [-1, 1] are clipped; NaN or infinite samples are rejected; channels are averaged.
 """
 
 from __future__ import annotations
@@ -81,13 +74,8 @@ class AudioInfo:
         return asdict(self) | {"duration": self.duration}
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _describe(source: AudioSource) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return f"<{type(source).__name__}>"
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"<{type(source).__name__}>"
 
 
 def _check_rate(sr: Any, what: str) -> int:
@@ -98,9 +86,7 @@ def _check_rate(sr: Any, what: str) -> int:
             raise AudioError(f"{what} must be an integer number of Hz, got {sr!r}")
     sr = int(sr)
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
-        raise AudioError(
-            f"{what} {sr} Hz is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
-        )
+        raise AudioError(f"{what} {sr} Hz is outside the supported range {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz")
     return sr
 
 
@@ -108,15 +94,9 @@ def _check_limits(min_seconds: float, max_seconds: float, max_bytes: int) -> Non
     if not (math.isfinite(min_seconds) and min_seconds >= 0):
         raise ValueError(f"min_seconds must be a finite number >= 0, got {min_seconds!r}")
     if not (math.isfinite(max_seconds) and max_seconds > min_seconds):
-        raise ValueError(
-            f"max_seconds must be finite and greater than min_seconds={min_seconds}, got {max_seconds!r}"
-        )
+        raise ValueError(f"max_seconds must be finite and greater than min_seconds={min_seconds}, got {max_seconds!r}")
     if not (isinstance(max_bytes, int) and max_bytes > 0):
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
-
-
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
 
 
 def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
@@ -132,7 +112,7 @@ def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
         if size == 0:
             raise AudioError(f"audio file is empty (0 bytes): {path}")
         if size > max_bytes:
-            raise AudioError(f"audio file is {_mb(size)}, over the {_mb(max_bytes)} limit: {path}")
+            raise AudioError(f"audio file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit: {path}")
         return path.read_bytes()
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -142,14 +122,12 @@ def _read_bytes(source: AudioSource, max_bytes: int) -> bytes:
             raise AudioError(f"file object {name} must be opened in binary mode")
         data = bytes(data)
     else:
-        raise AudioError(
-            f"unsupported audio source {name}: expected a path, bytes, a binary file object, "
-            "a (sample_rate, array) tuple, a {'array', 'sampling_rate'} dict or a numpy array"
-        )
+        raise AudioError(f"unsupported audio source {name}: expected a path, bytes, a binary file object, "
+                         "a (sample_rate, array) tuple, a {'array', 'sampling_rate'} dict or a numpy array")
     if not data:
         raise AudioError(f"audio data is empty (0 bytes): {name}")
     if len(data) > max_bytes:
-        raise AudioError(f"audio data is over the {_mb(max_bytes)} limit: {name}")
+        raise AudioError(f"audio data is over the {max_bytes / 1e6:.1f} MB limit: {name}")
     return data
 
 
@@ -159,10 +137,8 @@ def _open(data: bytes, name: str) -> sf.SoundFile:
         return sf.SoundFile(buf)
     except (sf.SoundFileError, RuntimeError) as exc:
         why = str(exc).replace(f"Error opening {buf!r}: ", "").rstrip(".")  # no "<_io.BytesIO at 0x...>"
-        raise UndecodableAudioError(
-            f"not a decodable audio file ({name}): {why}. Supported: "
-            + ", ".join(sorted(sf.available_formats()))
-        ) from None
+        raise UndecodableAudioError(f"not a decodable audio file ({name}): {why}. Supported: "
+                                    + ", ".join(sorted(sf.available_formats()))) from None
 
 
 def _array_source(source: AudioSource, source_sr: int | None) -> tuple[np.ndarray, int] | None:
@@ -197,16 +173,12 @@ def _to_frames_channels(a: np.ndarray) -> np.ndarray:
         return a[:, None]
     if a.ndim != 2:
         raise AudioError(f"audio array must be 1-D or 2-D (frames, channels), got shape {a.shape}")
-    frames_first = a.shape[1] <= MAX_CHANNELS and a.shape[1] <= a.shape[0]
-    channels_first = a.shape[0] <= MAX_CHANNELS and a.shape[0] < a.shape[1]
-    if frames_first:
+    if a.shape[1] <= MAX_CHANNELS and a.shape[1] <= a.shape[0]:  # frames first
         return a
-    if channels_first:
+    if a.shape[0] <= MAX_CHANNELS and a.shape[0] < a.shape[1]:  # channels first
         return a.T
-    raise AudioError(
-        f"cannot tell channels from frames in an audio array of shape {a.shape} "
-        f"(at most {MAX_CHANNELS} channels supported)"
-    )
+    raise AudioError(f"cannot tell channels from frames in an audio array of shape {a.shape} "
+                     f"(at most {MAX_CHANNELS} channels supported)")
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
@@ -222,25 +194,15 @@ def _to_float(a: np.ndarray) -> np.ndarray:
     raise AudioError(f"audio samples must be integer PCM or float, got dtype {a.dtype}")
 
 
-def _pcm16_to_float(block: np.ndarray) -> np.ndarray:
-    """int16 samples -> float32 in [-1, 1): libsndfile's own scaling (x * 1/32768, exact)."""
-    out = block.astype(np.float32)
-    out *= np.float32(1 / 32768)
-    return out
-
-
 def _downmix(frames: np.ndarray) -> np.ndarray:
     """(frames, channels) float32 -> (frames,) float32: the channel mean (a copy, never a view)."""
-    if frames.shape[1] == 2:  # the common case, ~30x faster than mean(axis=1) and bit-identical to it
+    if frames.shape[1] == 2:  # the common case: much faster than mean(axis=1), and bit-identical
         out = frames[:, 0] + frames[:, 1]
         out /= 2
         return out
     if frames.shape[1] > 1:
         return frames.mean(axis=1, dtype=np.float32)
     return np.array(frames[:, 0], dtype=np.float32)
-
-
-# --------------------------------------------------------------------------- public API
 
 
 def probe_audio(source: AudioSource, *, source_sr: int | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> AudioInfo:
@@ -263,32 +225,16 @@ def is_silent(samples: np.ndarray, threshold_db: float = SILENCE_DB) -> bool:
     return peak <= 10 ** (threshold_db / 20)
 
 
-def resampled_length(frames: int, sr: int, target_sr: int) -> int:
-    """Samples :func:`load_audio` returns for ``frames`` samples at ``sr``: soxr's rule, the nearest
-    whole number of ``target_sr`` samples (halves round up)."""
-    return (2 * frames * target_sr + sr) // (2 * sr)
-
-
 def resample(mono: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
-    """float32 (or int16 PCM) mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality),
-    clipped to [-1, 1]."""
-    if mono.dtype == np.int16:
-        mono = _pcm16_to_float(mono)
+    """float32 mono at ``sr`` -> float32 at ``target_sr`` (soxr, high quality), clipped to [-1, 1]."""
     if sr != target_sr:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32, copy=False)
     return np.clip(mono, -1.0, 1.0).astype(np.float32, copy=False)  # new array: never mutate input
 
 
-def load_audio(
-    source: AudioSource,
-    target_sr: int = 48_000,
-    *,
-    source_sr: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    reject_silent: bool = False,
-) -> np.ndarray:
+def load_audio(source: AudioSource, target_sr: int = 48_000, *, source_sr: int | None = None,
+               max_seconds: float = DEFAULT_MAX_SECONDS, min_seconds: float = DEFAULT_MIN_SECONDS,
+               max_bytes: int = DEFAULT_MAX_BYTES, reject_silent: bool = False) -> np.ndarray:
     """Decode ``source`` to float32 mono samples in [-1, 1] at ``target_sr``.
 
     ``source``: a path, bytes, a binary file object, ``(sample_rate, array)`` (Gradio), a dict with
@@ -307,22 +253,10 @@ def load_audio(
     return mono
 
 
-def decode_audio(
-    source: AudioSource,
-    *,
-    source_sr: int | None = None,
-    max_seconds: float = DEFAULT_MAX_SECONDS,
-    min_seconds: float = DEFAULT_MIN_SECONDS,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    mono_pcm16_as_int16: bool = False,
-) -> tuple[np.ndarray, int]:
-    """:func:`load_audio` before resampling: ``(float32 mono samples, their sample rate)``.
-
-    The same checks and errors; samples are not clipped yet and may share memory with an array
-    source (copy before writing to them). For callers that resample elsewhere (on a GPU).
-    ``mono_pcm16_as_int16``: a one-channel 16-bit PCM file's samples come back as they are stored,
-    int16 (x / 32768 gives the float32 samples exactly): half the bytes for callers that move them.
-    """
+def decode_audio(source: AudioSource, *, source_sr: int | None = None, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 min_seconds: float = DEFAULT_MIN_SECONDS, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[np.ndarray, int]:
+    """:func:`load_audio` before resampling: ``(float32 mono samples, their rate)``; the same checks,
+    not clipped yet, and possibly sharing memory with an array source (copy before writing)."""
     _check_limits(min_seconds, max_seconds, max_bytes)
     name = _describe(source)
     arr = _array_source(source, source_sr)
@@ -332,9 +266,7 @@ def decode_audio(
             raise AudioError(f"audio array is empty ({name})")
         frames = _to_frames_channels(raw)
         if frames.shape[0] / sr > max_seconds:
-            raise AudioError(
-                f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
-            )
+            raise AudioError(f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
         samples = _to_float(frames)
     else:
         if isinstance(source, dict):
@@ -347,17 +279,12 @@ def decode_audio(
                 raise AudioError(f"{name} has {f.channels} channels, at most {MAX_CHANNELS} supported")
             max_frames = int(math.ceil(max_seconds * sr))
             if f.frames > max_frames:
-                raise AudioError(
-                    f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})"
-                )
+                raise AudioError(f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
             # Read one frame past the limit: headers of some formats only estimate the length.
-            # Three or more channels are decoded block by block and down-mixed as they come, so
-            # peak memory is the mono signal, not frames x channels (a 90 kB FLAC of 8 silent
-            # channels at 192 kHz decoded whole cost +440 MB). Mono and stereo are read in one go
-            # (block reads change libsndfile's MP3 output in the last bit).
+            # 3+ channels are decoded in blocks and down-mixed as they come (peak memory: the mono
+            # signal); mono and stereo in one go (block reads change libsndfile's MP3 output).
             step = DECODE_BLOCK_FRAMES if f.channels > 2 else max_frames + 1
-            # 16-bit PCM is read as int16 and scaled here: bit-identical to libsndfile's float
-            # output (x / 32768 either way), and 0.8 instead of 2.7 ms for a 10 s stereo WAV.
+            # 16-bit PCM read as int16 and scaled here: libsndfile's samples exactly, and cheaper.
             pcm16 = f.subtype == "PCM_16"
             parts, n = [], 0
             try:
@@ -366,12 +293,8 @@ def decode_audio(
                                    always_2d=True)
                     if block.shape[0] == 0:
                         break
-                    if pcm16 and mono_pcm16_as_int16 and f.channels == 1:
-                        parts.append(block.reshape(-1))
-                        n += block.shape[0]
-                        continue
-                    if pcm16:
-                        block = _pcm16_to_float(block)
+                    if pcm16:  # libsndfile's own scaling, x * 1/32768 (exact)
+                        block = block.astype(np.float32) * np.float32(1 / 32768)
                     elif not np.isfinite(block).all():
                         raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
                     parts.append(_downmix(block))
@@ -392,6 +315,4 @@ def decode_audio(
     duration = mono.shape[0] / sr
     if duration < min_seconds:
         raise AudioLengthError(f"audio is {duration:.3f} s long, shorter than the {min_seconds:g} s minimum ({name})")
-    if mono.dtype == np.int16:
-        return np.ascontiguousarray(mono), sr
     return np.ascontiguousarray(mono, dtype=np.float32), sr

@@ -1,8 +1,7 @@
 """The latent cache: each frozen encoder runs once over a dataset, its outputs kept on disk.
 
-One cache directory per (units fingerprint, ``encoder.describe()``, pooling, stored dtype, shard
-size): the directory name carries a hash of all of them, so a changed encoder or dataset lands in a
-new directory and can never be mixed with an old one.
+One directory per (units fingerprint, ``encoder.describe()``, pooling, stored dtype, shard size),
+named by their hash: a changed encoder or dataset lands in a new directory, never mixed with an old.
 
 Layout of ``<root>/<model>-<kind>-<key>/``::
 
@@ -11,18 +10,17 @@ Layout of ``<root>/<model>-<kind>-<key>/``::
     shard-00000.safetensors  ``latents`` [k, ...] and ``index`` [k] (unit positions that succeeded)
     progress-rank<r>.json    only while ranks > 0 of a multi-process run are working
 
-Units are split into fixed shards of ``shard_size`` by position, and batches never straddle a
-shard, so what a shard holds does not depend on how many processes ran or where a run stopped.
-Shards and the manifest are written atomically; the manifest is rewritten after every shard, so a
-killed run resumes from its last complete shard. A shard whose bytes do not match the recorded
-sha256 (truncated, corrupted) is encoded again. Under ``accelerate launch`` / ``torchrun`` shard
-``s`` belongs to process ``s % num_processes``.
+Units are split into fixed shards of ``shard_size`` by position and batches never straddle one, so
+a shard's content does not depend on how many processes ran or where a run stopped. Shards and the
+manifest (rewritten after every shard) are written atomically: a killed run resumes from its last
+complete shard, and a shard whose bytes do not match its sha256 is encoded again. Under
+``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
 
-Encoders with the ``prepare`` / ``collate`` / ``forward`` split (``fusemix.encoders.Encoder``) have
-``prepare`` (decoding, feature extraction) run in DataLoader workers, so it overlaps the forward
-pass in the main process; other encoders get ``encode(list)`` on what ``Units.load`` returns.
-Items that fail to load, that ``prepare`` or the encoder rejects (``ValueError``) or that come out
-non-finite are recorded (position, id, reason) and skipped; anything else stops the run.
+Encoders with the ``prepare`` / ``collate`` / ``forward`` split have ``prepare`` run in DataLoader
+workers, overlapping the forward in the main process; others get ``encode(list)`` on what
+``Units.load`` returns. Items that fail to load, that ``prepare`` or the encoder rejects
+(``ValueError``, isolated by :func:`encode_rows`) or that come out non-finite are recorded
+(position, id, reason) and skipped; anything else stops the run.
 """
 from __future__ import annotations
 
@@ -31,7 +29,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,11 +37,10 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .io import atomic_write, atomic_write_json, sha256_file
+from .io import atomic_save_safetensors, atomic_write, atomic_write_json, sha256_file
 from .malloc import keep_freed_memory
 
 FORMAT = "fusemix.latent_cache.v1"
@@ -59,12 +56,9 @@ class CacheError(ValueError):
 
 @dataclass
 class Units:
-    """What one cache encodes: ordered unit ids, their content fingerprint and a loader.
-
-    ``load(i)`` returns unit ``i`` as the encoder takes it (a path, bytes, a decoded waveform or
-    image, a caption). It runs in DataLoader worker processes, so it must be picklable (a
-    module-level class, not a lambda) and may raise for a bad item.
-    """
+    """What one cache encodes: ordered unit ids, their content fingerprint and a loader. ``load(i)``
+    gives unit ``i`` as the encoder takes it; it runs in worker processes, so it must be picklable
+    (a module-level class, not a lambda), and may raise for a bad item."""
 
     ids: list[str]
     fingerprint: str
@@ -80,11 +74,6 @@ class CachedLatents:
     index: torch.Tensor
     latents: torch.Tensor
     failed: list[tuple[int, str, str]] = field(default_factory=list)
-
-    def ok_mask(self) -> torch.Tensor:
-        mask = torch.zeros(len(self.ids), dtype=torch.bool)
-        mask[self.index] = True
-        return mask
 
 
 @dataclass
@@ -118,9 +107,8 @@ def cache_key(units: Units, encoder: Any, *, dtype: str = "float32", shard_size:
 
 
 class SingleProcess:
-    """The process state of a one-process run: what ``build`` reads from accelerate's
-    ``PartialState`` (rank, world size, a barrier), without starting accelerate. For scripts,
-    benchmarks and tests that never run distributed."""
+    """What ``build`` reads from accelerate's ``PartialState`` for a one-process run, without
+    starting accelerate (scripts, benchmarks, tests)."""
 
     process_index, num_processes = 0, 1
     is_main_process = is_local_main_process = True
@@ -130,27 +118,19 @@ class SingleProcess:
 
 
 def default_state() -> Any:
-    """accelerate's process state. Without CUDA it must be told ``cpu=True``: otherwise
-    ``torchrun --nproc_per_node 2`` on a CPU machine yields two independent single-process states
-    (measured with accelerate 1.15), and each process would encode everything."""
+    """accelerate's process state; ``cpu=True`` without CUDA, else ``torchrun`` on a CPU machine
+    gives independent single-process states that each encode everything."""
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
 
 
 class _UnitDataset(Dataset):
-    """Loads unit ``pos`` and runs the encoder's CPU-side ``prepare`` on it, in a worker.
+    """Loads unit ``pos`` and runs ``prepare`` on it, in a worker. A failure to load (any exception)
+    or a rejecting ``prepare`` (ValueError, OSError) becomes a reason; other exceptions propagate."""
 
-    A failure to load (any exception: decoders raise many kinds) or a ``prepare`` that rejects
-    the item (ValueError, OSError) becomes a recorded reason, never a crash. Other exceptions
-    from ``prepare`` are bugs and propagate.
-    """
-
-    def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None, n: int) -> None:
-        self.load, self.prepare, self.n = load, prepare, n
-
-    def __len__(self) -> int:
-        return self.n
+    def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None) -> None:
+        self.load, self.prepare = load, prepare
 
     def __getitem__(self, pos: int) -> tuple[int, Any, str | None]:
         try:
@@ -165,69 +145,13 @@ class _UnitDataset(Dataset):
         return pos, x, None
 
 
-def _collate(batch: list) -> list:
-    return batch
-
-
-@dataclass
-class _Collated:
-    """A batch collated where it was prepared: (position, failure reason or None) per item, and
-    ``encoder.collate`` of the items that have no reason (None when none is left)."""
-
-    items: list[tuple[int, str | None]]
-    batch: Any
-    rejected: bool = False  # collate raised ValueError: the main process redoes the items one by one
-
-    def pin_memory(self) -> _Collated:
-        """Page-locked copies of the batch's tensors, made by the DataLoader's pinning thread
-        (``pin_memory=True``, for a CUDA encoder): the host-to-GPU copy becomes a DMA, and the
-        shared-memory pages are faulted in and unmapped in that thread, not the main one. Those two
-        took 0.28-0.33 and 0.27-0.32 ms of main-thread CPU per 1.76 MB clip here (2 workers,
-        batches of 32), four to eight times the receiving itself (0.04-0.07 ms)."""
-        if not isinstance(self.batch, dict):
-            return self
-        pinned = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in self.batch.items()}
-        return _Collated(self.items, pinned, self.rejected)
-
-
-class _CollateInWorkers:
-    """DataLoader ``collate_fn`` that also runs ``encoder.collate`` on the usable items, in the worker.
-
-    For encoders that ask for it (``collate_in_workers``): where prepared items are large (a GPU
-    CLAP model's cut windows, 1.76 MB per 10 s 44.1 kHz clip) the main process would otherwise receive
-    every item and copy it again into a batch; one tensor per batch costs it 0.35 instead of about
-    1.3 ms of CPU per clip (measured with 2 workers), which at GPU rates could bound the stage.
-    """
-
-    def __init__(self, collate: Callable[[list], Any]) -> None:
-        self.collate = collate
-
-    def __call__(self, batch: list) -> _Collated:
-        items = [(pos, err) for pos, _, err in batch]
-        good = [x for _, x, err in batch if err is None]
-        try:
-            return _Collated(items, self.collate(good) if good else None)
-        except ValueError:  # as a rejected forward: one of the items, found by redoing them one by one
-            return _Collated(items, None, rejected=True)
-
-
-WORKER_NICENESS = 19  # decoding workers run at the lowest CPU priority (see _worker_init)
+WORKER_NICENESS = 19
 
 
 def _worker_init(_: int) -> None:
-    """Set up a decoding worker.
-
-    - Lowest CPU priority: where the encoder runs on the same cores (CPU extraction), a worker
-      that takes a core from one of torch's threads stalls every parallel region at its barrier;
-      at niceness 19 decoding fills the cores the forward leaves idle, and when the main process
-      waits for a batch the worker has the cores to itself. Full-size CLAP on 2 cores, 10 s
-      clips, stage/forward: 1 worker 0.76-0.84 -> 0.79-0.91, 2 workers 0.87 -> 0.83-1.04 (5 runs
-      of a drifting machine). With spare cores (a GPU encoder) niceness changes nothing.
-    - Freed memory is kept (fusemix/malloc.py): no page faults on the same multi-MB arrays clip
-      after clip.
-    - One BLAS thread, as DataLoader already does for torch's own threads: workers are the unit
-      of parallelism, and extra BLAS threads fight the encoder for cores.
-    """
+    """Set up a decoding worker: lowest CPU priority (it fills the cores the forward leaves idle
+    and never stalls torch's threads), freed memory kept (:mod:`fusemix.malloc`), one BLAS thread
+    (workers are the unit of parallelism). Figures: docs/performance.md."""
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # pragma: no cover - a platform or sandbox that refuses it: run as is
@@ -240,79 +164,39 @@ def _worker_init(_: int) -> None:
     threadpool_limits(1)
 
 
-def _on_cuda(encoder: Any) -> bool:
-    """Whether the encoder's model is on a CUDA device (batches for it are pinned)."""
-    device = getattr(encoder, "device", None)
-    return device is not None and torch.device(device).type == "cuda"
-
-
-def _prefetch(num_workers: int) -> int | None:
-    """Batches each worker keeps ready: about 8 in flight in all, at least 2 per worker.
-
-    A few workers need depth to ride out slow items; many workers have it already, and every batch
-    in flight is memory (shared memory for tensors: a GPU batch of 32 10 s 44.1 kHz clips is 56 MB).
-    """
-    return max(2, -(-8 // num_workers)) if num_workers else None
-
-
-def _as_tensor(out: Any, n: int, encoder: Any) -> torch.Tensor:
-    if isinstance(out, np.ndarray):
-        out = torch.from_numpy(out)
+def _as_tensor(out: Any, n: int, encoder: Any = None) -> torch.Tensor:
+    out = torch.from_numpy(out) if isinstance(out, np.ndarray) else out
+    name = type(encoder).__name__ if encoder is not None else "the encoder"
     if not isinstance(out, torch.Tensor):
-        raise RuntimeError(f"{type(encoder).__name__}.encode returned {type(out).__name__}, not a tensor")
+        raise RuntimeError(f"{name} returned {type(out).__name__}, not a tensor")
     if out.ndim < 2 or out.shape[0] != n:
-        raise RuntimeError(f"{type(encoder).__name__}.encode returned shape {tuple(out.shape)} for {n} inputs")
+        raise RuntimeError(f"{name} returned shape {tuple(out.shape)} for {n} inputs")
     return out.detach().to("cpu", torch.float32)
 
 
-def _splits(encoder: Any) -> bool:
+def prepares(encoder: Any) -> bool:
     """True for encoders with the prepare/collate/forward split (``fusemix.encoders.Encoder``)."""
     return all(callable(getattr(encoder, a, None)) for a in ("prepare", "collate", "forward"))
 
 
-def encode_rows(encoder: Any, inputs: list[Any], prepared: bool = False) -> list[tuple[torch.Tensor | None, str | None]]:
-    """(row, None) per input, or (None, reason) for inputs the encoder rejects or turns into NaN.
-
-    ``prepared`` inputs went through ``encoder.prepare`` and are run with ``collate`` +
-    ``forward``; others go through ``encode``. A ``ValueError`` on a batch is retried item by item
-    to find the culprit; any other exception is a fault of the encoder or the machine and
-    propagates.
-    """
-    if not inputs:
+def encode_rows(fn: Callable[[list], Any], items: Sequence[Any], *,
+                check: Callable[[Any, int], torch.Tensor] = _as_tensor,
+                rejects: tuple[type[BaseException], ...] = (ValueError,)
+                ) -> list[tuple[torch.Tensor | None, BaseException | None]]:
+    """``fn`` over ``items`` as one batch; if that raises one of ``rejects``, over each item alone,
+    so one bad item costs only itself. Returns ``(row, None)`` or ``(None, exception)`` per item.
+    ``check(out, n)`` makes ``fn``'s output an ``[n, ...]`` tensor or raises: its errors, and
+    exceptions not in ``rejects``, are faults and propagate. Used by the cache and galleries."""
+    items = list(items)
+    if not items:
         return []
     try:
-        with torch.inference_mode():
-            raw = encoder.forward(encoder.collate(inputs)) if prepared else encoder.encode(inputs)
-        out = _as_tensor(raw, len(inputs), encoder)
-    except ValueError as e:
-        if len(inputs) == 1:
-            return [(None, f"encoder rejected it: {type(e).__name__}: {e}"[:MAX_REASON])]
-        return [r for x in inputs for r in encode_rows(encoder, [x], prepared)]
-    return _finite_rows(out)
-
-
-def _finite_rows(out: torch.Tensor) -> list[tuple[torch.Tensor | None, str | None]]:
-    finite = torch.isfinite(out.reshape(len(out), -1)).all(dim=1)
-    return [(row, None) if ok else (None, "encoder produced NaN or inf") for row, ok in zip(out, finite.tolist())]
-
-
-def encode_collated(encoder: Any, n: int, batch: Any, redo: Callable[[], list[tuple[Any, str | None]]],
-                    rejected: bool = False) -> list[tuple[torch.Tensor | None, str | None]]:
-    """As :func:`encode_rows`, for ``n`` items already collated into ``batch`` (by a worker).
-
-    A ``ValueError`` on the batch (or a batch whose collation raised one: ``rejected``) cannot be
-    traced to an item from the batch alone: ``redo()`` prepares the items again here, (item, None)
-    or (None, reason) each, and they are encoded one by one to find the culprit.
-    """
-    if n == 0:
-        return []
-    if not rejected:
-        try:
-            with torch.inference_mode():
-                return _finite_rows(_as_tensor(encoder.forward(batch), n, encoder))
-        except ValueError:
-            pass
-    return [(None, err) if err is not None else encode_rows(encoder, [x], prepared=True)[0] for x, err in redo()]
+        out = fn(items)
+    except rejects as exc:
+        if len(items) == 1:
+            return [(None, exc)]
+        return [encode_rows(fn, [x], check=check, rejects=rejects)[0] for x in items]
+    return [(row, None) for row in check(out, len(items))]
 
 
 class LatentCache:
@@ -328,17 +212,12 @@ class LatentCache:
             raise CacheError(f"nothing to encode: no {units.kind}")
         if len(set(units.ids)) != len(units.ids):
             raise CacheError(f"{units.kind} ids are not unique")
-        self.units = units
-        self.encoder = encoder
-        self.shard_size = shard_size
-        self.dtype = dtype
+        self.units, self.encoder, self.shard_size, self.dtype = units, encoder, shard_size, dtype
         self.desc = _encoder_desc(encoder)
         self.key = cache_key(units, encoder, dtype=dtype, shard_size=shard_size)
         self.dir = Path(root) / f"{_slug(self.desc.get('model_id', 'encoder'))}-{units.kind}-{self.key}"
         self.num_shards = math.ceil(len(units.ids) / shard_size)
         self.item_shape: list[int] | None = None
-
-    # ------------------------------------------------------------------ layout
 
     def shard_name(self, s: int) -> str:
         return f"shard-{s:05d}.safetensors"
@@ -391,10 +270,8 @@ class LatentCache:
         return entries
 
     def _shard_ok(self, s: int, entry: dict[str, Any] | None) -> bool:
-        if not entry:
-            return False
         try:
-            return sha256_file(self.dir / self.shard_name(s)) == entry.get("sha256")
+            return bool(entry) and sha256_file(self.dir / self.shard_name(s)) == entry.get("sha256")
         except OSError:
             return False
 
@@ -411,12 +288,9 @@ class LatentCache:
 
     def is_complete(self) -> bool:
         try:
-            m = self.read_manifest()
+            return bool((self.read_manifest() or {}).get("complete"))
         except CacheError:
             return False
-        return bool(m and m.get("complete"))
-
-    # ------------------------------------------------------------------ build
 
     def build(self, *, batch_size: int = 32, num_workers: int = 0, progress: bool = True,
               state: Any = None) -> BuildStats:
@@ -469,72 +343,53 @@ class LatentCache:
                 on_shard: Callable[[int, dict[str, Any]], None]) -> None:
         plan = []  # (shard, positions, last batch of its shard?)
         for s in todo:
-            r = list(self.shard_range(s))
-            chunks = [r[i:i + batch_size] for i in range(0, len(r), batch_size)]
-            plan += [(s, c, k == len(chunks) - 1) for k, c in enumerate(chunks)]
-        prepared = _splits(self.encoder)
-        dataset = _UnitDataset(self.units.load, self.encoder.prepare if prepared else None, len(self.units.ids))
-        in_workers = prepared and getattr(self.encoder, "collate_in_workers", False)
-        pin = bool(in_workers and num_workers) and _on_cuda(self.encoder)
-        loader = DataLoader(dataset, batch_sampler=[c for _, c, _ in plan],
-                            collate_fn=_CollateInWorkers(self.encoder.collate) if in_workers else _collate,
-                            num_workers=num_workers, worker_init_fn=_worker_init,
-                            prefetch_factor=_prefetch(num_workers), pin_memory=pin)
+            r = self.shard_range(s)
+            plan += [(s, list(r[i:i + batch_size]), i + batch_size >= len(r)) for i in range(0, len(r), batch_size)]
+        enc = self.encoder
+        prepared = prepares(enc)
+        dataset = _UnitDataset(self.units.load, enc.prepare if prepared else None)
+        loader = DataLoader(dataset, batch_sampler=[c for _, c, _ in plan], collate_fn=list,
+                            num_workers=num_workers, worker_init_fn=_worker_init)
+        run = (lambda xs: enc.forward(enc.collate(xs))) if prepared else enc.encode
         rows: list[tuple[int, torch.Tensor]] = []
         failed: list[list[Any]] = []
         ids = self.units.ids
         with tqdm(total=sum(len(c) for _, c, _ in plan), unit=self.units.kind, disable=not progress,
                   desc=f"encoding {self.units.kind} with {_slug(self.desc.get('model_id', '?'))}") as bar:
             for (s, _, last), batch in zip(plan, loader):
-                if isinstance(batch, _Collated):
-                    failed += [[pos, ids[pos], err] for pos, err in batch.items if err is not None]
-                    good = [pos for pos, err in batch.items if err is None]
-                    results = encode_collated(self.encoder, len(good), batch.batch,
-                                              lambda good=good: [dataset[pos][1:] for pos in good], batch.rejected)
-                else:
-                    failed += [[pos, ids[pos], err] for pos, _, err in batch if err is not None]
-                    good = [pos for pos, _, err in batch if err is None]
-                    results = encode_rows(self.encoder, [x for _, x, err in batch if err is None], prepared)
-                for pos, (row, err) in zip(good, results):
-                    if row is None:
-                        failed.append([pos, ids[pos], err])
+                failed += [[pos, ids[pos], err] for pos, _, err in batch if err is not None]
+                good = [(pos, x) for pos, x, err in batch if err is None]
+                with torch.inference_mode():
+                    results = encode_rows(run, [x for _, x in good], check=lambda out, n: _as_tensor(out, n, enc))
+                for (pos, _), (row, exc) in zip(good, results):
+                    if exc is not None:
+                        failed.append([pos, ids[pos], f"encoder rejected it: {type(exc).__name__}: {exc}"[:MAX_REASON]])
+                    elif not bool(torch.isfinite(row).all()):
+                        failed.append([pos, ids[pos], "encoder produced NaN or inf"])
                     else:
                         self._check_shape(row)
                         rows.append((pos, row))
-                bar.update(len(batch.items) if isinstance(batch, _Collated) else len(batch))
+                bar.update(len(batch))
                 if last:
                     on_shard(s, self._write_shard(s, rows, failed))
                     rows, failed = [], []
 
     def _check_shape(self, row: torch.Tensor) -> None:
         shape = list(row.shape)
-        if self.item_shape is None:
-            self.item_shape = shape
-        elif shape != self.item_shape:
+        self.item_shape = self.item_shape or shape
+        if shape != self.item_shape:
             raise RuntimeError(f"encoder output shape {shape} differs from earlier {self.item_shape}")
 
     def _write_shard(self, s: int, rows: list[tuple[int, torch.Tensor]], failed: list[list[Any]]) -> dict[str, Any]:
         dt = STORE_DTYPES[self.dtype]
-        if rows:
-            latents = torch.stack([r for _, r in rows]).to(dt)
-        else:
-            latents = torch.zeros([0] + (self.item_shape or []), dtype=dt)
+        latents = torch.stack([r for _, r in rows]).to(dt) if rows else torch.zeros([0] + (self.item_shape or []), dtype=dt)
         index = torch.tensor([p for p, _ in rows], dtype=torch.int64)
         r = self.shard_range(s)
-        # One metadata key: safetensors keeps metadata in a Rust HashMap, whose iteration order (and so
-        # the header bytes and the sha256) differs from process to process when there are several keys.
-        # A shard's bytes must not depend on which process wrote it: two concurrent writers would
-        # otherwise leave a manifest whose checksums do not match the files. Nothing reads this back
-        # (the manifest holds start/stop); shards of older versions (several keys) still load, since
-        # they are checked against the sha256 their manifest recorded.
-        meta = {"format": FORMAT, "key": self.key, "shard": s, "start": r.start, "stop": r.stop}
-        data = st_save({"latents": latents, "index": index},
-                       metadata={"fusemix": json.dumps(meta, sort_keys=True, separators=(",", ":"))})
-        atomic_write(self.dir / self.shard_name(s), lambda tmp: Path(tmp).write_bytes(data))
-        return {"file": self.shard_name(s), "sha256": hashlib.sha256(data).hexdigest(), "count": len(rows),
+        path = self.dir / self.shard_name(s)
+        meta = {"format": FORMAT, "key": self.key, "shard": str(s), "start": str(r.start), "stop": str(r.stop)}
+        atomic_save_safetensors(path, {"latents": latents, "index": index}, metadata=meta)
+        return {"file": self.shard_name(s), "sha256": sha256_file(path), "count": len(rows),
                 "start": r.start, "stop": r.stop, "failed": failed}
-
-    # ------------------------------------------------------------------ load
 
     def load(self) -> CachedLatents:
         """Read a complete cache, checking every shard's checksum."""
@@ -570,5 +425,5 @@ class LatentCache:
         return CachedLatents(ids=ids, index=index, latents=latents, failed=failed)
 
 
-__all__ = ["BuildStats", "CacheError", "CachedLatents", "LatentCache", "Units", "cache_key", "default_state",
-           "encode_rows"]
+__all__ = ["BuildStats", "CacheError", "CachedLatents", "LatentCache", "SingleProcess", "Units", "cache_key",
+           "default_state", "encode_rows", "prepares"]

@@ -1,13 +1,11 @@
 """Pairs + two frozen encoders -> the latent-pair file ``train.py`` trains from.
 
 ``x`` latents come from the items (audio clips, images), ``y`` latents from the captions, each
-through its own :class:`fusemix.cache.LatentCache` (so either side is reused when only the other
-encoder changes). When the x encoder is a text encoder (e.g. CLAP's text tower feeding a Stable
-Diffusion bridge), x is computed from the captions as well and the pairs are row-aligned.
-
-Items that could not be decoded are dropped together with their captions; captions the encoder
-rejects are dropped alone; an item left without any caption is dropped. Everything dropped is
-listed, with its reason, in the :class:`ExtractionReport`.
+through its own :class:`fusemix.cache.LatentCache` (either side is reused when only the other
+encoder changes). A text x encoder (e.g. CLAP's text tower for a Stable Diffusion bridge) encodes
+the captions too, and the pairs are row-aligned. Undecodable items are dropped with their
+captions, rejected captions alone, items left without a caption too; the
+:class:`ExtractionReport` lists each with its reason.
 
 CLI::
 
@@ -27,24 +25,20 @@ from typing import Any
 
 import torch
 
-from .cache import BuildStats, CachedLatents, LatentCache, Units, _splits, default_state
+from . import conventions
+from .cache import BuildStats, CachedLatents, LatentCache, Units, default_state, prepares
 from .io import atomic_write_json
 from .latents import LatentPairs, save_latent_pairs
 from .pairs import PairSource, hub_source, open_source
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CACHE_ROOT = Path(os.environ.get("FUSEMIX_CACHE", Path.home() / ".cache" / "fusemix" / "latents"))
-
 
 class ExtractionError(ValueError):
     """Extraction cannot produce a latent-pair file (mismatched encoders, nothing usable)."""
 
 
-# --------------------------------------------------------------------------- item loaders
-# Picklable callables: they run in DataLoader worker processes.
-
-
+# Item loaders are picklable callables: they run in DataLoader worker processes.
 def _open_binary(item: Any) -> Any:
     """A path or bytes for an undecoded ``datasets`` Audio/Image dict ``{"path", "bytes"}``."""
     if isinstance(item, dict):
@@ -108,9 +102,6 @@ class CaptionLoader:
         return self.captions[j]
 
 
-# --------------------------------------------------------------------------- report
-
-
 @dataclass
 class ExtractionReport:
     """What went in, what came out, and every item or caption left out (with its reason)."""
@@ -134,9 +125,7 @@ class ExtractionReport:
         return len(self.source_skips) + len(self.x_failures) + len(self.y_failures) + len(self.dropped_items)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["num_skipped"] = self.num_skipped
-        return d
+        return asdict(self) | {"num_skipped": self.num_skipped}
 
     def summary(self) -> str:
         lines = [f"kept {self.items_kept}/{self.items_in_source} items and {self.captions_kept}/"
@@ -157,26 +146,18 @@ class ExtractionResult:
     report: ExtractionReport
 
 
-# --------------------------------------------------------------------------- extraction
-
-
 def encoder_spec(encoder: Any) -> str:
     """``KIND:MODEL_ID``: what ``load_encoder`` needs to rebuild the encoder at inference."""
     desc = encoder.describe()
     return f"{desc.get('kind', type(encoder).__name__)}:{desc.get('model_id', encoder.model_id)}"
 
 
-def parse_encoder_spec(spec: str) -> tuple[str, str]:
-    kind, sep, model_id = spec.partition(":")
-    if not sep or not kind or not model_id:
-        raise ExtractionError(f"encoder spec must look like KIND:MODEL_ID (e.g. clap-audio:laion/clap-htsat-unfused), "
-                              f"got {spec!r}")
-    return kind, model_id
-
-
 def _as_encoder(enc: Any, **kw: Any) -> Any:
     if isinstance(enc, str):
-        kind, model_id = parse_encoder_spec(enc)
+        try:
+            kind, model_id = conventions.parse_spec(enc)
+        except conventions.SpecError as e:
+            raise ExtractionError(str(e)) from None
         from .encoders import load_encoder
 
         return load_encoder(kind, model_id, **kw)
@@ -186,10 +167,6 @@ def _as_encoder(enc: Any, **kw: Any) -> Any:
     return enc
 
 
-def _failures(c: CachedLatents) -> list[dict[str, str]]:
-    return [{"id": i, "reason": r} for _, i, r in c.failed]
-
-
 def _rows_of(c: CachedLatents) -> torch.Tensor:
     """Unit position -> row in ``c.latents`` (-1 for failed units)."""
     rows = torch.full((len(c.ids),), -1, dtype=torch.long)
@@ -197,35 +174,26 @@ def _rows_of(c: CachedLatents) -> torch.Tensor:
     return rows
 
 
-def _build(units: Units, encoder: Any, cache_root: Path, opts: dict[str, Any]) -> tuple[LatentCache, BuildStats, CachedLatents]:
-    cache = LatentCache(cache_root, units, encoder, shard_size=opts["shard_size"], dtype=opts["dtype"])
-    stats = cache.build(batch_size=opts["batch_size"], num_workers=opts["num_workers"],
-                        progress=opts["progress"], state=opts["state"])
-    return cache, stats, cache.load()
+def _build(units: Units, encoder: Any, root: Path, opts: dict[str, Any]) -> tuple[LatentCache, BuildStats, CachedLatents]:
+    cache = LatentCache(root, units, encoder, shard_size=opts.pop("shard_size"), dtype=opts.pop("dtype"))
+    return cache, cache.build(**opts), cache.load()
 
 
 def default_num_workers() -> int:
-    """Decoding processes for one extraction process: the CPU cores beside it, at least 2.
-
-    Why all of them: at a GPU encoder's rate the CPU side is the bound (a worker decodes and cuts a
-    10 s clip for a GPU encoder in 2-3 ms of one core; the GPU embeds it in far less), so every
-    spare core should decode. With a CPU encoder the workers run at the lowest priority and only take idle time.
-    Cores are shared among the processes ``accelerate launch`` / ``torchrun`` start on this machine
-    (``LOCAL_WORLD_SIZE``). Cores are counted by ``joblib.cpu_count``: those this process may run
-    on (affinity) and no more than a container's CPU quota (cgroups), which ``os.cpu_count`` and
-    affinity alone do not see (a container limited to 2 CPUs on a 16-core host would start 15).
-    """
+    """Decoding processes for one extraction process: the CPU cores beside it, at least 2 (with a
+    GPU encoder the CPU side is the bound; with a CPU encoder the low-priority workers only take
+    idle time). Cores are shared among ``accelerate launch`` / ``torchrun``'s local processes
+    (``LOCAL_WORLD_SIZE``) and counted by ``joblib.cpu_count`` (affinity and cgroup quotas)."""
     import joblib
 
-    cores = joblib.cpu_count()
     try:
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
         local = 1
-    return max(2, cores // local - 1)
+    return max(2, joblib.cpu_count() // local - 1)
 
 
-def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike = DEFAULT_CACHE_ROOT,
+def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                    *, batch_size: int = 32, shard_size: int = 1024, num_workers: int | None = 0, dtype: str = "float32",
                    progress: bool = True, state: Any = None, caption_column: str | list[str] = "caption",
                    item_column: str | None = None, id_column: str | None = None,
@@ -256,7 +224,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
         x_units = cap_units
     elif x_enc.modality not in ("audio", "image"):
         raise ExtractionError(f"unsupported x modality {x_enc.modality!r}")
-    elif _splits(x_enc):  # the encoder decodes in prepare(), in the DataLoader workers
+    elif prepares(x_enc):  # the encoder decodes in prepare(), in the DataLoader workers
         x_units = Units(list(src.ids), f"{src.items_fingerprint()}:raw", RawItemLoader(src), x_enc.modality)
     elif x_enc.modality == "audio":
         sr = int(getattr(x_enc, "sample_rate", getattr(x_enc, "sampling_rate", 48000)))
@@ -266,13 +234,13 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
     opts = dict(batch_size=batch_size, shard_size=shard_size, num_workers=num_workers, dtype=dtype,
                 progress=progress, state=state)
-    root = Path(cache_root)
-    x_cache, x_stats, xl = _build(x_units, x_enc, root, opts)
-    y_cache, y_stats, yl = _build(cap_units, y_enc, root, opts)
+    root = Path(cache_root) if cache_root is not None else conventions.cache_root("latents")  # read now, not at import
+    x_cache, x_stats, xl = _build(x_units, x_enc, root, dict(opts))
+    y_cache, y_stats, yl = _build(cap_units, y_enc, root, dict(opts))
     report.x_cache, report.y_cache = str(x_cache.dir), str(y_cache.dir)
     report.x_shards = {"encoded": x_stats.encoded_shards, "reused": x_stats.reused_shards}
     report.y_shards = {"encoded": y_stats.encoded_shards, "reused": y_stats.reused_shards}
-    report.x_failures, report.y_failures = _failures(xl), _failures(yl)
+    report.x_failures, report.y_failures = ([{"id": i, "reason": r} for _, i, r in c.failed] for c in (xl, yl))
 
     x_rows, y_rows = _rows_of(xl), _rows_of(yl)
     if x_from_captions:
@@ -288,8 +256,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
                                 for i in ((x_rows >= 0) & ~has_cap).nonzero().flatten().tolist()]
         remap = torch.full((len(src),), -1, dtype=torch.long)
         remap[keep_item] = torch.arange(int(keep_item.sum()))
-        x = xl.latents[x_rows[keep_item]]
-        y = yl.latents[y_rows[keep_cap]]
+        x, y = xl.latents[x_rows[keep_item]], yl.latents[y_rows[keep_cap]]
         y_item = remap[cap_item[keep_cap]]
         if len(y_item) == len(x) and torch.equal(y_item, torch.arange(len(x))):
             y_item = None
@@ -303,21 +270,18 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
     return ExtractionResult(pairs, report)
 
 
-def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike = DEFAULT_CACHE_ROOT,
+def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
     """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
 
-    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings. Options (keyword only):
-    ``batch_size``, ``shard_size``, ``num_workers`` (decoding processes; 0: in this process,
-    None: :func:`default_num_workers`), ``dtype`` of the stored
-    latents, ``progress``, ``state`` (an accelerate PartialState; default: the current one),
-    ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items are logged;
-    use :func:`run_extraction` to get the full :class:`ExtractionReport`.
+    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings; ``cache_root`` defaults to
+    ``conventions.cache_root("latents")``. Options (keyword only): ``batch_size``, ``shard_size``,
+    ``num_workers`` (decoding processes; 0: in this process, None: :func:`default_num_workers`),
+    ``dtype`` of the stored latents, ``progress``, ``state`` (an accelerate PartialState; default:
+    the current one), ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items
+    are logged; :func:`run_extraction` gives the full :class:`ExtractionReport`.
     """
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
-
-
-# --------------------------------------------------------------------------- CLI
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -329,7 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--y-encoder", required=True, help="KIND:MODEL_ID for the captions, e.g. sd-text:stabilityai/sd-turbo")
     p.add_argument("--out", required=True, help="latent-pair file to write (.safetensors)")
     p.add_argument("--report", help="JSON report of left-out items (default: OUT with .report.json)")
-    p.add_argument("--cache-root", default=str(DEFAULT_CACHE_ROOT))
+    p.add_argument("--cache-root", help="latent cache folder (default: $FUSEMIX_CACHE/latents or ~/.cache/fusemix/latents)")
     p.add_argument("--caption-column", default="caption", help="column name(s), comma-separated")
     p.add_argument("--item-column", help="item column (manifests: default file_name; hub: required)")
     p.add_argument("--id-column")

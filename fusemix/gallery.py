@@ -277,43 +277,33 @@ def _embed_batches(pending: list[tuple[Any, Any]], embed_fn: EmbedFn, batch_size
                    report: GalleryReport, progress: bool | None, desc: str) -> list[tuple[Any, torch.Tensor]]:
     """Embed (tag, loaded item) pairs in batches; items the function rejects are skipped, not fatal.
 
-    A failing batch is retried item by item so one bad item cannot sink the others; if *every* item
-    of the batch fails on its own, the error is systemic (wrong model, bug) and is raised.
+    A failing batch is retried item by item (:func:`fusemix.cache.encode_rows`) so one bad item
+    cannot sink the others; if *every* item of the batch fails on its own, the error is systemic
+    (wrong model, bug) and is raised.
     """
     from tqdm.auto import tqdm
+
+    from .cache import encode_rows
 
     done: list[tuple[Any, torch.Tensor]] = []
     n_batches = (len(pending) + batch_size - 1) // batch_size
     show = n_batches > 1 if progress is None else progress
     for s in tqdm(range(0, len(pending), batch_size), total=n_batches, disable=not show, desc=desc, unit="batch"):
         chunk = pending[s : s + batch_size]
-        try:
-            rows = [_check_embeddings(embed_fn([it for _, it in chunk]), len(chunk), dim)]
-            groups = [chunk]
-        except GalleryError:
-            raise
-        except Exception as batch_exc:  # noqa: BLE001 - isolate the culprit below
-            rows, groups, errors = [], [], []
-            for tag, it in chunk:
-                try:
-                    rows.append(_check_embeddings(embed_fn([it]), 1, dim))
-                    groups.append([(tag, it)])
-                except GalleryError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    errors.append((tag, exc))
-            if not groups:
-                raise batch_exc
-            for tag, exc in errors:
+        results = encode_rows(embed_fn, [it for _, it in chunk], rejects=(Exception,),
+                              check=lambda out, n: _check_embeddings(out, n, dim))
+        if all(exc is not None for _, exc in results):
+            raise results[0][1]
+        for (tag, _), (row, exc) in zip(chunk, results):
+            if exc is not None:
                 report.skip("rejected", f"{tag}: {exc}")
-        for group, emb in zip(groups, rows):
-            emb, ok = _normalise_rows(emb)
-            for (tag, _), e, good in zip(group, emb, ok):
-                if good:
-                    done.append((tag, e))
-                    dim = e.shape[0]
-                else:
-                    report.skip("rejected", f"{tag}: embedding is zero or not finite")
+                continue
+            emb, ok = _normalise_rows(row[None])
+            if bool(ok[0]):
+                done.append((tag, emb[0]))
+                dim = emb.shape[1]
+            else:
+                report.skip("rejected", f"{tag}: embedding is zero or not finite")
     return done
 
 

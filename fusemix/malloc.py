@@ -1,14 +1,9 @@
 """Keep freed memory in the process instead of handing it back to the kernel (glibc only).
 
-Why: a decoding worker allocates and frees the same few multi-MB arrays for every clip (the
-resampled signal, the STFT frames, their spectrum). glibc's defaults return freed memory at the
-top of the heap to the kernel (trim) and serve large blocks with fresh ``mmap`` calls, so every
-clip pays again for zero-filled pages: about 2,700 page faults per 10 s clip, and ``prepare`` (decode,
-resample, log-mel) 25-35% slower than with the pages kept (2-core CI machine, interleaved runs).
-Keeping the memory makes those pages stay mapped between clips.
-
-Only processes fusemix owns call this (DataLoader workers started by ``LatentCache.build``); a
-library should not change the allocator of the program that imports it.
+Why: a decoding worker allocates and frees the same few multi-MB arrays for every clip; glibc's
+defaults give that memory back (trim, fresh ``mmap`` for large blocks), so every clip pays again
+in page faults (measured cost: docs/performance.md). Only processes fusemix owns call this (the
+workers ``LatentCache.build`` starts): a library should not change its importer's allocator.
 """
 from __future__ import annotations
 
@@ -40,13 +35,9 @@ def _glibc_mallopt():
 
 
 def keep_freed_memory() -> bool:
-    """Make this process reuse freed heap memory instead of returning it to the kernel.
-
-    Blocks up to 32 MiB come from the heap (not a fresh ``mmap`` each), the heap grows in 64 MiB
-    steps and is never trimmed. Peak memory is unchanged; what the process held at its peak stays
-    held until it exits, so call it only in short-lived or steady-state worker processes. Returns
-    False, changing nothing, where the C library is not glibc or refuses a setting.
-    """
+    """Blocks up to 32 MiB from the heap, grown in 64 MiB steps and never trimmed: what the process
+    held at its peak stays held until it exits (for worker processes). False where the C library
+    is not glibc or refuses a setting."""
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from fusemix.cache import CacheError, LatentCache, SingleProcess, Units, cache_key
+from fusemix.cache import CacheError, LatentCache, SingleProcess, Units, cache_key, encode_rows
 
 
 STATE = SingleProcess()
@@ -209,44 +209,27 @@ def test_an_encoder_returning_the_wrong_batch_size_stops_the_run(tmp_path):
         build(tmp_path, units(4), Broken())
 
 
-def test_batches_in_flight_stay_near_eight_with_at_least_two_per_worker():
-    from fusemix.cache import _prefetch
-
-    assert _prefetch(0) is None  # no workers: DataLoader takes no prefetch_factor
-    assert [w * _prefetch(w) for w in (1, 2, 4)] == [8, 8, 8]
-    assert [_prefetch(w) for w in (3, 5, 15, 64)] == [3, 2, 2, 2]
-
-
 class SplitEncoder(FakeEncoder):
-    """FakeEncoder with the prepare/collate/forward split, batching in the workers; records where
-    each batch was collated."""
-
-    collate_in_workers = True
+    """FakeEncoder with the prepare/collate/forward split; ``collate`` rejects some values."""
 
     def __init__(self, reject_in_collate=(), **kw):
         super().__init__(**kw)
         self.reject_in_collate = set(reject_in_collate)
-        self.collated_in: list[int] = []
 
     def prepare(self, x):
         return x
 
     def collate(self, xs):
-        import os
-
         if any(x in self.reject_in_collate for x in xs):
             raise ValueError("cannot batch this input")
-        return {"values": list(xs), "pid": os.getpid()}
+        return list(xs)
 
     def forward(self, batch):
-        self.collated_in.append(batch["pid"])
-        return self.encode(batch["values"])
+        return self.encode(batch)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_batches_collated_in_workers_keep_every_per_item_outcome(tmp_path, workers):
-    import os
-
+def test_split_encoders_keep_every_per_item_outcome(tmp_path, workers):
     enc = SplitEncoder(reject={5.0}, nan={7.0}, reject_in_collate={8.0})
     cache, _ = build(tmp_path, units(10, broken={2}), enc, num_workers=workers)
     got = cache.load()
@@ -257,31 +240,30 @@ def test_batches_collated_in_workers_keep_every_per_item_outcome(tmp_path, worke
     assert set(reasons) == {2, 5, 7, 8}
     assert "decode" in reasons[2] and "rejected" in reasons[5] and "NaN" in reasons[7]
     assert "cannot batch" in reasons[8]
-    here = [pid == os.getpid() for pid in enc.collated_in]
-    # batches [0,1] [2,3] [4,5] [6,7] reach forward, [8,9] fails to collate; the rejected [4, 5] and
-    # [8, 9] are redone here, item by item (8 alone fails to collate again, never reaching forward)
-    assert len(here) == 4 + 2 + 1 and sum(here) == (3 if workers else len(here))
+    # [0,1] [3] [4,5]->4,5 alone [6,7] [8,9]->9 alone (8 never reaches forward)
+    assert enc.calls == 1 + 1 + 3 + 1 + 1
 
 
-def test_collated_batches_pin_their_tensors_and_keep_everything_else(monkeypatch):
-    """What the DataLoader's pinning thread calls (CUDA encoders): tensors page-locked, the rest
-    (per-item outcomes, non-tensor fields) as they were. Page-locking itself needs CUDA; here a
-    copy stands in for it (tests/test_clap_features.py checks the real thing on a GPU)."""
-    from fusemix.cache import _Collated, _on_cuda
+def test_encode_rows_isolates_rejected_items_and_lets_faults_through():
+    calls = []
 
-    pinned = []
-    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda t: pinned.append(t) or t.clone())
-    audio = torch.arange(6.0)
-    batch = _Collated([(0, None), (1, "bad")], {"audio": audio, "counts": [1, 2], "table": torch.ones(2, 5)})
-    got = batch.pin_memory()
-    assert got.items == batch.items and got.rejected is False and got.batch["counts"] == [1, 2]
-    assert torch.equal(got.batch["audio"], audio) and got.batch["audio"] is not audio
-    assert [tuple(t.shape) for t in pinned] == [(6,), (2, 5)]
-    empty = _Collated([(0, "bad")], None, rejected=True)
-    assert empty.pin_memory() is empty
+    def fn(xs):
+        calls.append(list(xs))
+        if "bad" in xs:
+            raise ValueError(f"cannot use {xs}")
+        return torch.tensor([[float(len(x))] for x in xs])
 
-    class OnDevice:
-        def __init__(self, device):
-            self.device = torch.device(device)
+    got = encode_rows(fn, ["a", "bad", "ccc"])
+    assert calls == [["a", "bad", "ccc"], ["a"], ["bad"], ["ccc"]]  # the batch, then each item alone
+    assert [r.tolist() if r is not None else None for r, _ in got] == [[1.0], None, [3.0]]
+    assert isinstance(got[1][1], ValueError) and got[0][1] is None
+    assert encode_rows(fn, []) == [] and len(calls) == 4  # nothing to run
 
-    assert _on_cuda(OnDevice("cuda:1")) and not _on_cuda(OnDevice("cpu")) and not _on_cuda(FakeEncoder())
+    def crash(xs):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):  # not in rejects: a fault
+        encode_rows(crash, ["a", "b"])
+    assert encode_rows(crash, ["a"], rejects=(Exception,))[0][0] is None
+    with pytest.raises(RuntimeError, match="shape"):  # a wrong output shape is a fault too
+        encode_rows(lambda xs: torch.zeros(1, 2), ["a", "b"])

@@ -182,6 +182,18 @@ def test_mismatched_encoders_and_empty_sources_are_clear_errors(audiofolder, tmp
         run_extraction(empty, FakeAudioEncoder(), FakeTextEncoder(), tmp_path, state=STATE)
 
 
+def test_the_default_cache_root_is_read_when_called(audiofolder, tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path / "fm"))  # set after fusemix.extract was imported
+    res = run_extraction(audiofolder, FakeAudioEncoder(), FakeTextEncoder(), progress=False, state=STATE)
+    assert Path(res.report.x_cache).parent == Path(res.report.y_cache).parent == tmp_path / "fm" / "latents"
+
+
+@pytest.mark.parametrize("spec", ["no-colon", "video:some/model", "clap-audio:"])
+def test_bad_encoder_specs_are_extraction_errors(audiofolder, tmp_path, spec):
+    with pytest.raises(ExtractionError, match="KIND:MODEL_ID|names no model"):
+        run_extraction(audiofolder, spec, FakeTextEncoder(), tmp_path, state=STATE)
+
+
 # --------------------------------------------------------------------------- with real (tiny) HF models
 
 def _tiny_clap(tmp_path_factory):

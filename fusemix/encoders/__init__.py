@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from ..conventions import ENCODER_KINDS
 from .base import Encoder, EncoderConfigError, EncoderInputError
 
 _KINDS = {
@@ -18,7 +19,7 @@ _KINDS = {
     "image": ("image", "ImageEncoder"),
     "sentence": ("sentence", "SentenceEncoder"),
 }
-ENCODER_KINDS = tuple(_KINDS)
+assert tuple(_KINDS) == ENCODER_KINDS, "the registry must list exactly conventions.ENCODER_KINDS"
 
 
 def encoder_class(kind: str) -> type[Encoder]:

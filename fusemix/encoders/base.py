@@ -1,17 +1,12 @@
 """The one interface every frozen encoder follows, and what all of them share.
 
-An encoder turns a list of raw items (audio, captions, images) into a float32 CPU tensor of
-latents. Work is split in three steps so the latent-cache stage can overlap decoding with compute:
-
-- ``prepare(item)``: CPU-only, per item (decode, validate, crop, feature-extract). Safe to run in
-  DataLoader workers. Bad input raises :class:`EncoderInputError` for that item alone.
-- ``collate(prepared)``: batch the prepared items; CPU-only too, and run in the workers when the
-  encoder's ``collate_in_workers`` is true (large prepared items: one shared batch per transfer).
-- ``forward(batch)``: run the frozen model on its device, return ``[B, *output_shape]`` float32 CPU.
-
-``encode(items)`` chains the three for callers that just want latents. Encoders never train:
-models are put in eval mode with ``requires_grad_(False)`` and run under ``torch.inference_mode()``,
-in fp16 on CUDA and fp32 on CPU unless told otherwise.
+An encoder turns raw items (audio, captions, images) into a float32 CPU tensor of latents, in three
+steps so the latent cache can overlap decoding with compute: ``prepare(item)`` (CPU, per item:
+decode, validate, crop, features; runs in DataLoader workers; bad input raises
+:class:`EncoderInputError` for that item alone), ``collate(prepared)`` (batch them) and
+``forward(batch)`` (the frozen model on its device -> ``[B, *output_shape]``). ``encode(items)``
+chains the three. Models are frozen (eval, ``requires_grad_(False)``, ``torch.inference_mode()``),
+fp16 on CUDA and fp32 on CPU unless told otherwise.
 """
 
 from __future__ import annotations
@@ -28,9 +23,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-logger = logging.getLogger(__name__)
+from ..conventions import pick_device  # noqa: F401  (re-exported: fusemix.reference imports it from here)
 
-MODALITIES = ("audio", "text", "image")
+logger = logging.getLogger(__name__)
 
 
 class EncoderInputError(ValueError):
@@ -39,13 +34,6 @@ class EncoderInputError(ValueError):
 
 class EncoderConfigError(ValueError):
     """Bad encoder arguments (unknown kind or pooling, batch size out of range, ...)."""
-
-
-def pick_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def pick_dtype(device: torch.device, dtype: str | torch.dtype | None) -> torch.dtype:
@@ -98,17 +86,13 @@ def model_max_length(tokenizer, position_limit: int | None = None) -> int:
 
 
 def fingerprint_files(root: str | Path, patterns: Iterable[str] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str | None:
-    """sha256 over a local model directory's config/weight files (None for a hub id).
-
-    Gives local directories a content revision, so an edited or replaced model makes a new cache
-    key instead of silently mixing latents.
-    """
+    """sha256 over a local model directory's config/weight files (None for a hub id): a content
+    revision, so an edited or replaced model makes a new cache key instead of mixing latents."""
     root = Path(root)
     if not root.is_dir():
         return None
     h = hashlib.sha256()
-    files = sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()})
-    for p in files:
+    for p in sorted({p for pat in patterns for p in root.rglob(pat) if p.is_file()}):
         if p.name in ("README.md", "STANDIN.txt"):
             continue
         h.update(str(p.relative_to(root)).encode())
@@ -155,25 +139,16 @@ class Encoder(ABC):
 
     def forward(self, batch: Any) -> torch.Tensor:
         with torch.inference_mode():
-            out = self._forward(batch)
-        return out.detach().to("cpu", torch.float32).contiguous()
+            return self._forward(batch).detach().to("cpu", torch.float32).contiguous()
 
     def extra_description(self) -> dict:
         return {}
 
     def describe(self) -> dict:
         """JSON-able identity of this encoder: what produced a latent (cache keys, checkpoints)."""
-        d = {
-            "kind": self.kind,
-            "model_id": str(self.model_id),
-            "revision": self.revision,
-            "modality": self.modality,
-            "dim": int(self.dim),
-            "output_shape": list(self.output_shape),
-            "pooling": self.pooling,
-            "compute_dtype": str(self.dtype).replace("torch.", ""),
-        }
-        d.update(self.extra_description())
+        d = {"kind": self.kind, "model_id": str(self.model_id), "revision": self.revision, "modality": self.modality,
+             "dim": int(self.dim), "output_shape": list(self.output_shape), "pooling": self.pooling,
+             "compute_dtype": str(self.dtype).replace("torch.", ""), **self.extra_description()}
         json.dumps(d)  # fail here, not when a cache manifest is written
         return d
 
@@ -183,9 +158,7 @@ class Encoder(ABC):
         for i, item in enumerate(items):
             try:
                 prepared.append(self.prepare(item))
-            except EncoderInputError as exc:
-                errors.append(f"item {i}: {exc}")
-            except ValueError as exc:  # e.g. AudioError: still one item's fault
+            except ValueError as exc:  # EncoderInputError, AudioError, ...: one item's fault
                 errors.append(f"item {i}: {exc}")
         if errors:
             shown = "; ".join(errors[:5]) + (f"; ... ({len(errors)} in all)" if len(errors) > 5 else "")
@@ -208,16 +181,11 @@ class Encoder(ABC):
             yield self.collate(prepared[start:start + bs])
 
     def encode(self, items: Sequence[Any], *, batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
-        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``.
-
-        All items are validated before any compute, so a bad item fails the call up front
-        (:class:`EncoderInputError` listing every bad item). ``progress=None`` shows a tqdm bar
-        when there is more than one batch.
-        """
+        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``. All items are
+        validated before any compute (:class:`EncoderInputError` lists every bad one); ``progress=None``
+        shows a tqdm bar when there is more than one batch."""
         outs = [self.forward(b) for b in self.batches(items, batch_size=batch_size, progress=progress)]
-        if not outs:
-            return torch.empty((0, *self.output_shape), dtype=torch.float32)
-        return torch.cat(outs)
+        return torch.cat(outs) if outs else torch.empty((0, *self.output_shape), dtype=torch.float32)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model_id={self.model_id!r}, dim={self.dim}, pooling={self.pooling!r})"

@@ -1,35 +1,21 @@
-"""CLAP audio and text towers through transformers' ``ClapModel``.
+"""CLAP audio and text towers through transformers' ``ClapModel`` (LAION's weights from safetensors;
+the ``laion-clap`` package downgrades numpy, needs torchvision and downloads roberta-base).
 
-transformers' ``ClapModel`` loads LAION's CLAP weights (``laion/clap-htsat-unfused``,
-``laion/larger_clap_general``, ...) from safetensors; the ``laion-clap`` package is not used (it
-downgrades numpy, imports torchvision without declaring it, and downloads roberta-base when built).
+Both towers of one checkpoint share one loaded model (cached by model id, revision, device, dtype);
+outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
 
-Both towers of one checkpoint share a single loaded model (cached by model id, revision, device
-and dtype). Outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
-
-Audio: any source :func:`fusemix.audio.load_audio` accepts, decoded to mono at the feature
-extractor's rate (48 kHz for LAION CLAP); bare numpy arrays are taken to be at that rate already.
-The feature extractor's mode follows the checkpoint's ``enable_fusion``: unfused checkpoints need
-``truncation="rand_trunc"`` (the "fusion" default makes 4-channel input they cannot take).
-For those the log-mel spectrogram is fusemix's own (:mod:`fusemix.encoders.clap_features`: the
-extractor's values from ``torch.stft``; a 10 s window on one core ~6 ms, the extractor ~20 ms).
-With the model on an accelerator it is computed per batch on the device in ``forward``, after
-resampling and padding there too (:mod:`fusemix.device_resample`), so that ``prepare`` (DataLoader
-workers) only decodes and cuts windows at the file's own rate and the CPU side keeps up with the
-GPU; with the model on the CPU all of it stays in ``prepare`` (soxr resampling). The two paths
-differ only by resampler (julius on the device: log-mel within ~0.003 dB on average for 32 kHz and
-up; lower rates are resampled with soxr on the CPU in both). Configurations it does not reproduce
-keep the extractor.
-
-Clips longer than the model's window (10 s) are handled deterministically, never by a random
-crop: ``long_clip="center"`` (default) embeds the central window; ``"mean"`` embeds up to
-``max_windows`` evenly spaced windows covering the clip and averages them (re-normalised). Fused
-checkpoints use their own global+local view, with numpy's RNG fixed so it is repeatable.
+Audio: anything :func:`fusemix.audio.load_audio` accepts (bare arrays are taken to be at the model's
+rate), decoded to mono and resampled (soxr) to the extractor's rate in ``prepare``, which also cuts
+the windows and computes their log-mel (:mod:`fusemix.encoders.clap_features`, the extractor's
+values, cheaper; configurations it does not reproduce keep the extractor); ``forward`` runs the
+model. Unfused checkpoints need ``truncation="rand_trunc"``. Clips longer than the window (10 s)
+are handled deterministically: ``long_clip="center"`` (default) embeds the central window,
+``"mean"`` the re-normalised mean of up to ``max_windows`` evenly spaced windows. Fused checkpoints
+use their own global+local view, with numpy's RNG fixed so it is repeatable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 from collections.abc import Sequence
@@ -39,19 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fusemix.audio import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_SECONDS,
-    DEFAULT_MIN_SECONDS,
-    AudioError,
-    decode_audio,
-    load_audio,
-    resample,
-    resampled_length,
-)
-from fusemix.device_resample import DeviceResampler, collate_windows, cut_windows, resamples_on_device
-
+from ..audio import DEFAULT_MAX_BYTES, DEFAULT_MAX_SECONDS, DEFAULT_MIN_SECONDS, AudioError, load_audio
 from ..checkpoint import from_pretrained_safetensors
+from ..conventions import pick_device
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -62,11 +38,10 @@ from .base import (
     hub_revision,
     model_max_length,
     note_truncation,
-    pick_device,
     pick_dtype,
     token_count,
 )
-from .clap_features import LogMel, check_supported, pad_windows
+from .clap_features import LogMel
 
 LONG_CLIP_MODES = ("center", "mean")
 
@@ -113,17 +88,6 @@ def clear_clap_cache() -> None:
         _CACHE.clear()
 
 
-@contextlib.contextmanager
-def _fixed_numpy_rng(seed: int = 0):
-    """Make the feature extractor's numpy-random choices repeatable without leaking the seed."""
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(state)
-
-
 def window_starts(n: int, window: int, mode: str, max_windows: int) -> list[int]:
     """Start offsets of the windows embedded for a clip of ``n`` samples (deterministic)."""
     if n <= window:
@@ -134,24 +98,12 @@ def window_starts(n: int, window: int, mode: str, max_windows: int) -> list[int]
     return [int(round(s)) for s in np.linspace(0, n - window, k)]
 
 
-def _reproducible(fe: Any) -> bool:
-    """Whether :class:`LogMel` reproduces ``fe`` (else ``prepare`` keeps the extractor)."""
-    try:
-        check_supported(fe)
-    except ValueError:
-        return False
-    return True
-
-
 class _ClapBase(Encoder):
     def __init__(self, model_id: str, *, revision=None, device=None, dtype=None, batch_size: int = 16):
         self.bundle = load_clap(model_id, revision=revision, device=device, dtype=dtype)
-        self.model_id = str(model_id)
-        self.revision = self.bundle.revision
-        self.device = self.bundle.model.device
-        self.dtype = self.bundle.model.dtype
+        self.model_id, self.revision, self.pooling = str(model_id), self.bundle.revision, "projected"
+        self.device, self.dtype = self.bundle.model.device, self.bundle.model.dtype
         self.dim = int(self.bundle.model.config.projection_dim)
-        self.pooling = "projected"
         if not isinstance(batch_size, int) or batch_size < 1:
             raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
@@ -173,108 +125,55 @@ class ClapAudioEncoder(_ClapBase):
             raise EncoderConfigError(f"max_windows must be an int in 1..64, got {max_windows!r}")
         super().__init__(model_id, revision=revision, device=device, dtype=dtype, batch_size=batch_size)
         fe = self.bundle.feature_extractor
-        self.sample_rate = int(fe.sampling_rate)
-        self.window = int(fe.nb_max_samples)
+        self.sample_rate, self.window, self.max_windows = int(fe.sampling_rate), int(fe.nb_max_samples), max_windows
         self.long_clip = "fusion" if self.bundle.enable_fusion else long_clip
-        self.max_windows = max_windows
-        self.fast_features = self.long_clip != "fusion" and _reproducible(fe)
-        self.log_mel = LogMel(fe) if self.fast_features else None
-        self.resampler = DeviceResampler(self.sample_rate, self.window) if self.fast_features else None
-        # Where the log-mel runs: on an accelerator, in forward with the resampling (the GPU does
-        # both almost for free and the CPU side, the bound at GPU rates, only decodes and cuts
-        # windows: fusemix.device_resample); on the CPU, in prepare, so that
-        # DataLoader workers compute it in the idle time the forward leaves (in the forward it
-        # lengthens every batch: full-size CLAP, 2 cores, 2 workers, stage/forward median 0.88 with
-        # the log-mel in forward, 0.92 and 0.96 with it in prepare).
-        self.features_in_forward = self.fast_features and self.device.type != "cpu"
+        try:  # fusemix's log-mel where it reproduces the extractor, else the extractor itself
+            self.log_mel = LogMel(fe) if self.long_clip != "fusion" else None
+        except ValueError:
+            self.log_mel = None
         self.limits = {"max_seconds": max_seconds, "min_seconds": min_seconds, "max_bytes": max_bytes}
 
-    @property
-    def collate_in_workers(self) -> bool:
-        """Batch the windows' samples where they were cut (see ``fusemix.cache._CollateInWorkers``)."""
-        return self.features_in_forward
-
     def prepare(self, item: Any) -> dict[str, Any]:
-        """Decode to mono and pick windows; then either their log-mel features (CPU model) or, for
-        ``forward`` on an accelerator, the source samples they need at the file's own rate
-        (:func:`fusemix.device_resample.cut_windows`: ``{"audio", "table"}``).
-
-        Samples are torch tensors, not numpy arrays, and are batched in the DataLoader workers
-        (``collate_in_workers``): a tensor travels through shared memory, an array is pickled
-        through a pipe (main-process CPU per 10 s clip, measured: 0.35 ms for a batched tensor,
-        3.0-3.6 ms for arrays, which would cap a GPU encoder's stage near 300 clips/s)."""
+        """Decode to mono at the model's rate, pick the windows, and return their log-mel features."""
         try:
-            if self.features_in_forward:
-                return self._cut(item)
             wav = load_audio(item, self.sample_rate, source_sr=self.sample_rate, **self.limits)
         except AudioError as exc:
             raise EncoderInputError(str(exc)) from exc
         fe = self.bundle.feature_extractor
         if self.long_clip == "fusion":
-            with _fixed_numpy_rng():
+            state = np.random.get_state()  # the extractor's random choices, repeatable; the seed not leaked
+            np.random.seed(0)
+            try:
                 feats = fe([wav], sampling_rate=self.sample_rate, return_tensors="np")
+            finally:
+                np.random.set_state(state)
         else:
             starts = window_starts(len(wav), self.window, self.long_clip, self.max_windows)
             windows = [wav[s:s + self.window] for s in starts]
-            if self.fast_features:
-                feats = self.log_mel.features(windows)
-            else:
-                feats = fe(windows, sampling_rate=self.sample_rate, return_tensors="np")
+            feats = (self.log_mel.features(windows) if self.log_mel is not None
+                     else fe(windows, sampling_rate=self.sample_rate, return_tensors="np"))
         return {"input_features": feats["input_features"].astype(np.float32, copy=False),
                 "is_longer": np.asarray(feats["is_longer"], dtype=bool).reshape(-1, 1)}
 
-    def _cut(self, item: Any) -> dict[str, Any]:
-        """The windows :meth:`prepare` would pick, as source samples for the device to resample."""
-        mono, sr = decode_audio(item, source_sr=self.sample_rate, mono_pcm16_as_int16=True, **self.limits)
-        if not resamples_on_device(sr, self.sample_rate, self.bundle.feature_extractor.frequency_max):
-            mono, sr = resample(mono, sr, self.sample_rate), self.sample_rate
-        starts = window_starts(resampled_length(len(mono), sr, self.sample_rate), self.window,
-                               self.long_clip, self.max_windows)
-        return cut_windows(mono, sr, self.sample_rate, starts, self.window)
-
     def collate(self, prepared: Sequence[dict]) -> dict[str, Any]:
-        keys = {tuple(sorted(p)) for p in prepared}
-        if len(keys) != 1:
-            raise RuntimeError(f"prepared items of different kinds in one batch: {sorted(keys)}")
-        if "table" in prepared[0]:
-            return collate_windows(prepared)
         # numpy, not torch.cat: single-threaded, so it never spins against busy decoding workers
-        # (torch.cat of shared-memory waveforms on 2 threads: 2.8 vs 0.7 ms per 10 s clip).
         batch = {k: torch.from_numpy(np.concatenate([np.asarray(p[k]) for p in prepared])) for k in prepared[0]}
         batch["counts"] = [len(p["input_features"]) for p in prepared]
         return batch
 
-    def features_on_device(self, batch: dict) -> torch.Tensor:
-        """Log-mel features ``[N, 1, frames, mels]`` of a collated ``{"audio", "table"}`` batch,
-        resampled, padded and transformed on the model's device."""
-        if self.log_mel is None:
-            raise RuntimeError("audio batches need the reproduced log-mel (fast_features)")
-        # non_blocking: from a pinned batch (fusemix.cache pins them for CUDA) the copy is a DMA
-        body, lengths = self.resampler(batch["audio"].to(self.device, non_blocking=True), batch["table"])
-        return self.log_mel(pad_windows(body, lengths, self.bundle.feature_extractor))
-
     def _forward(self, batch: dict) -> torch.Tensor:
-        model = self.bundle.model
-        if "audio" in batch:  # resampling and log-mel run here, on the model's device
-            features = self.features_on_device(batch)
-            is_longer = torch.zeros(len(features), 1, dtype=torch.bool, device=self.device)
-        else:
-            features, is_longer = batch["input_features"], batch["is_longer"].to(self.device)
-        out = model.get_audio_features(
-            input_features=features.to(self.device, self.dtype), is_longer=is_longer,
+        out = self.bundle.model.get_audio_features(
+            input_features=batch["input_features"].to(self.device, self.dtype),
+            is_longer=batch["is_longer"].to(self.device),
         ).pooler_output.float()
-        counts = batch["counts"]
-        if max(counts) == 1:
+        if max(batch["counts"]) == 1:
             return out
-        groups = torch.split(out, counts)
+        groups = torch.split(out, batch["counts"])
         return torch.nn.functional.normalize(torch.stack([g.mean(0) for g in groups]), dim=-1)
 
     def extra_description(self) -> dict:
-        # The resampler is part of what made a latent (julius and soxr differ slightly), so caches
-        # made on a GPU and on a CPU never mix. "julius-device/soxr-hq": julius on the model's device
-        # where its pass band clears the mel range (device_resample.resamples_on_device), else soxr.
-        resampler = "julius-device/soxr-hq" if self.features_in_forward else "soxr-hq"
-        return {"sample_rate": self.sample_rate, "window_samples": self.window, "resampler": resampler,
+        # The resampler is part of what made a latent; "soxr-hq" keeps the keys of existing caches.
+        return {"sample_rate": self.sample_rate, "window_samples": self.window, "resampler": "soxr-hq",
                 "long_clip": self.long_clip, "max_windows": self.max_windows,
                 "enable_fusion": self.bundle.enable_fusion, "normalized": True}
 

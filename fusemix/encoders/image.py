@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..checkpoint import from_pretrained_safetensors
+from ..conventions import pick_device
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -31,7 +32,6 @@ from .base import (
     fingerprint_files,
     freeze,
     hub_revision,
-    pick_device,
     pick_dtype,
 )
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import from_pretrained_safetensors
+from ..conventions import pick_device
 from .base import (
     Encoder,
     EncoderConfigError,
@@ -26,7 +27,6 @@ from .base import (
     hub_revision,
     model_max_length,
     note_truncation,
-    pick_device,
     pick_dtype,
     token_count,
 )
