@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..conventions import pick_device  # noqa: F401  (re-exported: fusemix.reference imports it from here)
 
 logger = logging.getLogger(__name__)
 
