@@ -5,7 +5,7 @@ import json
 import torch
 
 import evaluate
-from fusemix.evaluate import FLOOR, UPPER, evaluate_routes
+from evaluate import FLOOR, UPPER, evaluate_routes
 
 
 def test_tiny_profile_runs_every_route_and_writes_table_and_grid(tmp_path, monkeypatch):
