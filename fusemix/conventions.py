@@ -25,6 +25,18 @@ def cache_root(*parts: str) -> Path:
     return Path(base).joinpath(*parts)
 
 
+def use_persistent_storage(root: str = PERSISTENT_STORAGE, env=None) -> bool:
+    """Where a writable ``root`` exists (a Space's persistent volume), put the Hugging Face cache and
+    fusemix's cache on it, unless the environment already chose; call before any hub library is
+    imported (they read ``HF_HOME`` once). True when ``root`` is used."""
+    env = os.environ if env is None else env
+    if not (os.path.isdir(root) and os.access(root, os.W_OK)):
+        return False
+    env.setdefault("HF_HOME", os.path.join(root, "huggingface"))
+    env.setdefault("FUSEMIX_CACHE", os.path.join(root, "fusemix"))
+    return True
+
+
 # --------------------------------------------------------------------------- encoder specs
 
 # Kinds of frozen encoder that fusemix.encoders can load (its registry must list exactly these).
