@@ -1,13 +1,9 @@
 """Top-k search over L2-normalised vectors: one exact path, and FAISS HNSW for large galleries.
 
-A gallery of 25 photos and one of a million embeddings need different engines; galleries, the
-retriever and the demo should not care which answers.  Both indexes store unit vectors with integer ids
-(given, or 0, 1, 2, ... in insertion order), score by inner product, and ``search(queries, k)`` returns
-``SearchResult(scores [Q, k'], ids [Q, k'])`` best first with ``k' = min(k, len(index))`` (clamped, not
-an error).  HNSW may find fewer than ``k'`` hits: those slots hold id -1 and score -inf.  ``add`` and
-``remove`` keep an index current.  ``build_index(vectors, "auto")`` is the app's rule: exact below
-``AUTO_APPROX_MIN`` vectors, HNSW from there on.  Bad input (rank, width, NaN, vectors not of unit
-length unless ``normalize=True``) raises ``SearchInputError`` naming the problem.
+Indexes hold unit vectors with integer ids (given, or 0, 1, 2, ...); ``search(queries, k)`` returns
+``SearchResult(scores, ids)`` [Q, min(k, len)] by inner product, best first (HNSW may leave id -1, score
+-inf).  ``build_index(vectors, "auto")`` is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW
+from there on.  Bad input raises ``SearchInputError`` naming the problem.
 """
 
 from __future__ import annotations
@@ -45,8 +41,7 @@ class SearchResult:
 
 def _as_matrix(x, dim: int | None, what: str, normalize: bool) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 [N, dim] array of unit rows, or raise SearchInputError."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().to("cpu", torch.float32).numpy()
+    x = x.detach().to("cpu", torch.float32).numpy() if isinstance(x, torch.Tensor) else x
     try:
         arr = np.asarray(x, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -80,8 +75,7 @@ def _check_int(name: str, v, low: int) -> int:
 
 
 def _as_ids(ids, n: int) -> np.ndarray:
-    arr = np.asarray(ids.detach().cpu() if isinstance(ids, torch.Tensor) else ids if isinstance(ids, np.ndarray)
-                     else list(ids))
+    arr = np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids))
     if arr.ndim != 1 or arr.shape[0] != n:
         raise SearchInputError(f"ids must be a 1-D sequence of {n} integers, got shape {tuple(arr.shape)}")
     if n and not np.issubdtype(arr.dtype, np.integer):
@@ -93,51 +87,35 @@ def _as_ids(ids, n: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def exact_topk(queries: np.ndarray, base: np.ndarray, k: int, max_scores_bytes: int = 256 << 20):
-    """Exact top-``min(k, N)`` inner products of float32 ``queries`` [Q, D] against ``base`` [N, D].
+def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_bytes: int = 256 << 20):
+    """Exact top-``min(k, N)`` inner products of float32 ``queries`` [Q, D] with ``base_t``, the gallery
+    transposed ([D, N]), in chunks of queries whose scores fit in ``max_scores_bytes``.
 
-    Returns (scores float32 [Q, k], rows int64 [Q, k]), best first.  Why two engines: one query is a
-    matrix-vector product, where numpy's OpenBLAS beats torch's MKL on AMD CPUs; a batch is one
-    ``base @ queries.T`` in torch, whose skinny GEMM reads the gallery once where OpenBLAS first copies
-    it.  Queries go in chunks whose [N, chunk] scores fit in ``max_scores_bytes``.
+    Why [D, N] and torch: a query is then D streaming passes over contiguous rows, which ran faster than
+    the dot-per-row product on [N, D] (numpy, FAISS, torch), and stayed fast on a busy machine, where
+    numpy's BLAS threads stalled.  Returns (scores float32, rows int64), [Q, k] each.
     """
-    n, k = base.shape[0], min(k, base.shape[0])
+    n, scores, rows = base_t.shape[1], [], []
+    chunk = max(1, max_scores_bytes // (4 * n))
     with torch.inference_mode():
-        if queries.shape[0] == 1:
-            s, i = torch.topk(torch.from_numpy(base @ queries[0]), k)
-            return s.numpy()[None], i.numpy()[None].astype(np.int64)
-        tb, scores, rows = torch.from_numpy(base), [], []
-        chunk = max(1, max_scores_bytes // (4 * n))
         for start in range(0, queries.shape[0], chunk):
-            s, i = torch.topk(tb @ torch.from_numpy(queries[start:start + chunk]).T, k, dim=0)
-            scores.append(s.T.numpy())
-            rows.append(i.T.numpy())
+            s, i = torch.topk(torch.from_numpy(queries[start:start + chunk]) @ base_t, min(k, n), dim=1)
+            scores.append(s.numpy())
+            rows.append(i.numpy())
     return np.concatenate(scores), np.concatenate(rows).astype(np.int64)
 
 
 class SearchIndex:
-    """Common bookkeeping: dim, the id of each stored row, id assignment, argument checks.
+    """Ids, checks and bookkeeping; engines define ``_add``, ``_keep(mask)``, ``_search`` and ``vectors``."""
 
-    Engines define ``_add(x)``, ``_keep(mask)``, ``_search(q, k) -> (scores, storage rows; -1 = no hit)``
-    and ``vectors()`` (all stored vectors [N, dim], rows matching ``ids``).
-    """
-
-    kind = "base"
-    exact = True
+    kind, exact = "base", True
 
     def __init__(self, dim: int, normalize: bool = False):
-        self.dim = _check_int("dim", dim, 1)
-        self.normalize = bool(normalize)
+        self.dim, self.normalize, self._next_id = _check_int("dim", dim, 1), bool(normalize), 0
         self._ids = np.empty(0, dtype=np.int64)  # external id of each stored row, in storage order
-        self._next_id = 0
 
     def __len__(self) -> int:
         return int(self._ids.shape[0])
-
-    @property
-    def ids(self) -> np.ndarray:
-        """External ids of the stored vectors (a copy)."""
-        return self._ids.copy()
 
     def add(self, vectors, ids: Iterable[int] | None = None) -> np.ndarray:
         """Store ``vectors`` [N, dim]; return their ids (given ones, or the next free integers)."""
@@ -155,7 +133,7 @@ class SearchIndex:
 
     def remove(self, ids: Iterable[int]) -> int:
         """Delete the vectors with these ids (unknown ids are ignored); return how many were removed."""
-        keep = ~np.isin(self._ids, np.asarray(ids.cpu() if isinstance(ids, torch.Tensor) else list(ids), np.int64))
+        keep = ~np.isin(self._ids, np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids)))
         removed = int((~keep).sum())
         if removed:
             self._keep(keep)
@@ -177,46 +155,43 @@ class SearchIndex:
 
 
 class ExactIndex(SearchIndex):
-    """Exact search (``exact_topk``) over the stored float32 vectors."""
+    """Exact search (``exact_topk``) over the stored vectors, kept transposed in a float32 [D, capacity] buffer."""
 
-    kind = "exact"
+    kind, exact = "exact", True
 
     def __init__(self, dim: int, normalize: bool = False):
         super().__init__(dim, normalize)
-        self._buf = np.empty((0, self.dim), dtype=np.float32)
+        self._buf = torch.empty((self.dim, 0), dtype=torch.float32)
 
     def _add(self, x):
         n_old, n_new = len(self), len(self) + x.shape[0]
-        if n_new > self._buf.shape[0]:  # grow by doubling: many small adds stay cheap
-            grown = np.empty((max(n_new, 2 * n_old), self.dim), dtype=np.float32)
-            grown[:n_old] = self._buf[:n_old]
+        if n_new > self._buf.shape[1]:  # grow by doubling: many small adds stay cheap
+            grown = torch.empty((self.dim, max(n_new, 2 * n_old)), dtype=torch.float32)
+            grown[:, :n_old] = self._buf[:, :n_old]
             self._buf = grown
-        self._buf[n_old:n_new] = x
+        self._buf[:, n_old:n_new] = torch.from_numpy(x).T
 
     def _keep(self, keep):
-        self._buf = self._buf[: len(self)][keep]
+        self._buf = self._buf[:, : len(self)][:, torch.from_numpy(keep)].contiguous()
 
     def _search(self, q, k):
-        return exact_topk(q, self._buf[: len(self)], k)
+        return exact_topk(q, self._buf[:, : len(self)], k)
 
-    def vectors(self):
-        return self._buf[: len(self)].copy()
+    def vectors(self):  # all stored vectors [N, dim], rows in the order of ``self._ids``
+        return self._buf[:, : len(self)].T.numpy().copy()
 
 
 class HNSWIndex(SearchIndex):
     """Approximate search with FAISS ``IndexHNSWFlat`` (inner product), for galleries too big to scan.
 
-    ``m`` is the graph degree, ``ef_construction`` the build-time beam, ``ef_search`` the query-time
-    beam: raise ``ef_search`` for recall, lower it for speed (``set_ef_search``).
+    ``m``: graph degree; ``ef_construction`` / ``ef_search``: build / query beam (more: recall, less: speed).
     """
 
-    kind = "hnsw"
-    exact = False
+    kind, exact = "hnsw", False
 
     def __init__(self, dim, normalize=False, m: int = 16, ef_construction: int = 64, ef_search: int = 64):
         super().__init__(dim, normalize)
         import faiss  # imported lazily: users of exact search never pay for it
-
         self._faiss, self.m = faiss, _check_int("m", m, 2)
         self.ef_construction = _check_int("ef_construction", ef_construction, 2)
         self.ef_search = _check_int("ef_search", ef_search, 2)
@@ -238,10 +213,8 @@ class HNSWIndex(SearchIndex):
         self._index.add(kept)
 
     def _search(self, q, k):
-        params = self._faiss.SearchParametersHNSW()
-        params.efSearch = max(k, self.ef_search)  # HNSW returns at most efSearch candidates
-        scores, rows = self._index.search(q, k, params=params)
-        return scores, rows.astype(np.int64)
+        params = self._faiss.SearchParametersHNSW(efSearch=max(k, self.ef_search))  # at most efSearch hits
+        return self._index.search(q, k, params=params)
 
     def vectors(self):
         return self._index.reconstruct_n(0, len(self)) if len(self) else np.empty((0, self.dim), np.float32)
@@ -250,8 +223,7 @@ class HNSWIndex(SearchIndex):
 def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, **options) -> SearchIndex:
     """Build a search index over ``vectors`` [N, dim] (unit rows; ``normalize=True`` normalises them).
 
-    ``kind``: "exact", "hnsw" (``options`` such as ``ef_search=`` go to ``HNSWIndex``), or "auto":
-    exact below ``AUTO_APPROX_MIN`` vectors, HNSW from there on.
+    ``kind``: "exact", "hnsw" (``options`` such as ``ef_search=`` go to ``HNSWIndex``), or "auto" (above).
     """
     if kind not in KINDS:
         raise SearchInputError(f"kind must be one of {KINDS}, got {kind!r}")
