@@ -82,3 +82,18 @@ def test_goal_line_form():
     assert GOAL.match(goal_line("x_ms", 12.5, "<", 10))
     with pytest.raises(ValueError, match="op must be one of"):
         goal_line("x", 1.0, "=>", 1.0)
+
+
+def test_bf16_is_native_follows_the_cpu_flags(monkeypatch):
+    """Zen 3 (AVX2 only) emulates bf16; AVX512-BF16 or AMX-BF16 multiply it natively."""
+    import torch
+
+    from fusemix import hardware
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma"}))
+    assert not hardware.bf16_is_native("cpu")
+    assert "bf16 on cpu: emulated" in hardware.describe("cpu")
+    for flag in ("avx512_bf16", "amx_bf16"):
+        monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", flag}))
+        assert hardware.bf16_is_native("cpu") and "bf16 on cpu: native" in hardware.describe("cpu")
