@@ -26,6 +26,7 @@ import torch
 
 from fusemix.bridge import BridgeConfig, ConditioningBridge, combine_clap_towers
 from fusemix.conventions import cache_root
+from fusemix.hardware import bf16_is_native, cpu_name
 from fusemix.io import atomic_write_json
 from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
 from fusemix.metrics import retrieval_metrics
@@ -189,6 +190,10 @@ def main(argv=None) -> dict:
     # Without a GPU, accelerate needs cpu=True to join a torchrun group (gloo) instead of running alone.
     acc = Accelerator(cpu=cfg.device == "cpu" or not torch.cuda.is_available())
     device = acc.device
+    if cfg.bf16 and not bf16_is_native(device) and acc.is_local_main_process:
+        where = cpu_name() if device.type == "cpu" else str(device)
+        print(f"warning: --bf16 on {where}, which has no native bf16 matmul units: bf16 is emulated there and "
+              "many times slower than fp32; drop --bf16 to train in fp32", file=sys.stderr, flush=True)
     if device.type == "cuda":  # this process's CUDA matmuls only; the CPU path is never changed
         torch.backends.cuda.matmul.fp32_precision = "tf32" if cfg.tf32 else "ieee"
     out = Path(cfg.out)

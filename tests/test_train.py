@@ -168,3 +168,17 @@ def test_tf32_flag_is_saved_and_changes_nothing_on_cpu(tmp_path):
     assert json.loads((tmp_path / "plain" / "train_config.json").read_text())["tf32"] is False
     (wa, _), (wb, _) = _weights(tmp_path / "plain"), _weights(tmp_path / "tf32")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_warns_where_it_is_emulated(tmp_path, monkeypatch, capsys, native):
+    """--bf16 on a CPU without bf16 units says, once and on stderr, that it is many times slower."""
+    monkeypatch.setattr(train, "bf16_is_native", lambda device: native)
+    f = _write(tmp_path, make_pairs(80, seed=5))
+    train.main(["--latents", f, "--out", str(tmp_path / "run"), "--epochs", "1", "--batch_size", "40",
+                "--heldout_fraction", "0", "--device", "cpu", "--bf16", *SMALL])
+    err = capsys.readouterr().err
+    if native:
+        assert "bf16" not in err
+    else:
+        assert err.count("many times slower than fp32") == 1 and "drop --bf16" in err

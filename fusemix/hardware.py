@@ -1,0 +1,79 @@
+"""What machine this is, and whether bf16 matmuls run natively on it.
+
+Why: bf16 autocast is a speed-up only where the hardware multiplies bf16 itself (CUDA GPUs of the
+Ampere generation and later; CPUs with AMX-BF16 or AVX512-BF16). Elsewhere torch emulates it, many
+times slower than fp32, so train.py warns and the benchmarks skip it. Detection reads CPU flags only
+(no timed probe), so it costs nothing at start-up.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+__all__ = ["cpu_name", "cpu_flags", "cpu_cores", "bf16_is_native", "describe"]
+
+# /proc/cpuinfo flags of the x86 units that multiply bf16 in hardware (AMX tiles, AVX-512 dot products).
+BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` in /proc/cpuinfo (None where there is no such file or field)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name, e.g. "AMD EPYC" or "Intel(R) Xeon(R) Platinum 8480+"."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine() or "unknown CPU"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them (empty where it cannot be read)."""
+    return frozenset((_cpuinfo_field("flags") or "").split())
+
+
+def cpu_cores() -> int:
+    """Cores this process may use: its affinity, capped by a container's CPU quota (joblib reads it)."""
+    try:
+        import joblib
+
+        return int(joblib.cpu_count())
+    except ImportError:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bf16_is_native(device: str | torch.device = "cpu") -> bool:
+    """True when bf16 matmuls on ``device`` run on hardware bf16 units rather than being emulated.
+
+    CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)``. CPU: the CPU lists AMX-BF16 or
+    AVX512-BF16, or torch's own CPU capability string names AMX (torch dispatches its kernels by it).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    if cpu_flags() & BF16_CPU_FLAGS:
+        return True
+    return "AMX" in torch.backends.cpu.get_cpu_capability().upper()
+
+
+def describe(device: str | torch.device | None = None) -> str:
+    """One line naming the CPU, its cores and torch capability, the GPU if any, and bf16 support."""
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    parts = [f"CPU {cpu_name()}", f"{cpu_cores()} cores", f"torch {torch.__version__}",
+             f"capability {torch.backends.cpu.get_cpu_capability()}", f"{torch.get_num_threads()} threads"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    native = bf16_is_native(device)
+    parts.append(f"bf16 on {device.type}: {'native' if native else 'emulated (many times slower than fp32)'}")
+    return "; ".join(parts)
