@@ -1,0 +1,89 @@
+"""How long the app's start-up bridge takes on this machine, with the real architectures.
+
+CLAP (``ClapConfig()``: HTSAT + RoBERTa-base, the laion/clap-htsat-unfused shape) and the
+sd-turbo / SD 2.x text encoder (OpenCLIP ViT-H text tower, 23 layers x 1024) are built with RANDOM
+weights (speed does not depend on weight values) and saved in Hugging Face format; then the product
+path (``train_bridge.train_caption_bridge``) runs on a sample of the caption corpus and the time is
+extrapolated to the default corpus size (encoding is linear in captions; training steps too).
+
+The tokenizers are fusemix.tiny's byte-level ones: the SD text encoder always runs all 77
+positions, so its time is exact; CLAP's text tower sees longer sequences than with the real BPE
+vocabulary, so its share is an over-estimate.
+
+    python benchmarks/live_bridge_time.py                 # ~3-5 minutes on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+
+def build_real_arch(root: Path) -> tuple[str, str]:
+    from transformers import ClapConfig, ClapModel, ClapProcessor, CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from fusemix.tiny import build_tiny_suite
+
+    tiny = build_tiny_suite(root / "tiny")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ClapModel(ClapConfig()).save_pretrained(root / "clap")
+        CLIPTextModel(CLIPTextConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+                                     num_attention_heads=16, hidden_act="gelu", projection_dim=1024,
+                                     max_position_embeddings=77)).save_pretrained(root / "sd" / "text_encoder")
+    ClapProcessor.from_pretrained(tiny["clap"]).save_pretrained(root / "clap")
+    CLIPTokenizer.from_pretrained(tiny["sd"], subfolder="tokenizer").save_pretrained(root / "sd" / "tokenizer")
+    (root / "clap" / "STANDIN.txt").write_text("random weights, real architecture (timing only)\n")
+    return str(root / "clap"), str(root / "sd")
+
+
+def main(argv=None) -> None:
+    import train_bridge
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sample", type=int, default=200, help="captions actually encoded and trained on")
+    p.add_argument("--captions", type=int, default=train_bridge.DEFAULT_MAX_CAPTIONS,
+                   help="corpus size to extrapolate to (the app's default)")
+    args = p.parse_args(argv)
+    from common import goal_line, machine_line
+
+    print(machine_line(), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ["FUSEMIX_CACHE"] = str(tmp / "cache")
+        t = time.perf_counter()
+        clap, sd = build_real_arch(tmp)
+        print(f"built the random real-architecture models in {time.perf_counter() - t:.0f} s", flush=True)
+        stages: dict[str, float] = {}
+        last = [time.perf_counter(), ""]
+
+        def progress(stage, done, total):
+            now = time.perf_counter()
+            if last[1]:
+                stages[last[1]] = stages.get(last[1], 0.0) + now - last[0]
+            last[:] = [now, stage if done < total else "training"]
+
+        job = train_bridge.make_job(clap, sd, max_captions=args.sample)
+        t0 = time.perf_counter()
+        train_bridge.train_caption_bridge(job, tmp / "bridge", audio=[ROOT / "demo" / "examples"], progress=progress)
+        total = time.perf_counter() - t0
+    scale = args.captions / args.sample
+    encode = stages.get("encoding captions", 0.0)
+    rest = total - encode
+    est = encode * scale + rest * scale
+    print(f"{args.sample} captions: encoding {encode:.1f} s ({encode / args.sample * 1000:.0f} ms per caption, both "
+          f"text encoders), training + audio mean + saving {rest:.1f} s, total {total:.1f} s")
+    print(f"estimate for {args.captions} captions (linear in captions): {est / 60:.1f} min")
+    print(goal_line("live_bridge_minutes", est / 60, "<=", 10))
+
+
+if __name__ == "__main__":
+    main()
