@@ -40,6 +40,7 @@ def install_atomic_gradio_cache() -> bool:
     with _lock:
         if getattr(pu.save_pil_to_cache, "_fusemix_atomic", False) or not supported("the atomic image cache"):
             return False
+        from gradio.profiling import traced_sync  # in the release this was written for
 
         def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:  # noqa: A002
             data = pu.encode_pil_to_bytes(img, format)
@@ -56,12 +57,8 @@ def install_atomic_gradio_cache() -> bool:
                     tmp.unlink(missing_ok=True)
             return str(target)
 
-        try:  # keep Gradio's profiling hook (a no-op unless its profiling is on)
-            from gradio.profiling import traced_sync
-
-            save_pil_to_cache = traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache)
-        except ImportError:
-            pass
+        # keep Gradio's profiling hook (a no-op unless its profiling is on)
+        save_pil_to_cache = traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache)
         save_pil_to_cache = functools.wraps(pu.save_pil_to_cache)(save_pil_to_cache)
         save_pil_to_cache._fusemix_atomic = True
         pu.save_pil_to_cache = save_pil_to_cache
