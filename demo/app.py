@@ -238,7 +238,8 @@ class Demo:
         if size not in g["sizes"]:
             raise DemoInputError(f"Image size must be one of {g['sizes']}.")
         steer_weight = check_number(steer_weight, "Steering weight", 0.0, 1.0)
-        steer = clean_caption(steer_text, lim.max_caption_chars, "steering text") if str(steer_text or "").strip() else None
+        given = steer_text is not None and str(steer_text).strip()
+        steer = clean_caption(steer_text, lim.max_caption_chars, "steering text") if given else None
         if "audio_to_image" not in self.models.loaded():
             progress(0.05, desc="Loading the audio-to-image models (first request only; later requests reuse it)")
         a2i = self.models.audio_to_image()
@@ -363,7 +364,8 @@ def generation_ranges(models: DemoModels) -> dict:
 
 def _banner(models: DemoModels) -> None:
     if models.standin:
-        why = T["banner_why"].format(reason=html.escape(models.resolution.reason)) if models.resolution.fell_back else ""
+        res = models.resolution
+        why = T["banner_why"].format(reason=html.escape(res.reason)) if res.fell_back else ""
         gr.Markdown(T["banner"] + why, elem_classes=["standin-banner"])
 
 

@@ -30,10 +30,9 @@ def supported(patch: str) -> bool:
 def install_atomic_gradio_cache() -> bool:
     """Make ``gradio.processing_utils.save_pil_to_cache`` write atomically (True when it patched now).
 
-    Without it: Gradio rewrites ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two
-    requests return the same thumbnail at once, a download of the first can end early
-    (``RemoteProtocolError`` in benchmarks/load_test.py, docs/reliability.md). Here a temporary file is
-    renamed over the target, and an existing target is kept (its name is its content's hash).
+    Without it: Gradio rewrites ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two requests
+    return the same thumbnail at once, a download of the first can end early (docs/reliability.md). Here a
+    temporary file is renamed over the target, and an existing target (named by its content's hash) is kept.
     """
     from gradio import processing_utils as pu
 
@@ -69,10 +68,9 @@ def read_uploads_with(component, read: Callable[[str], object], message: Callabl
     """Make ``component`` (a gr.Image) hand an uploaded file to ``read(path)`` instead of decoding it itself;
     what ``read`` raises reaches the user as ``gr.Error(message(exc))``. Returns the component.
 
-    Without it: gr.Image decodes an upload whole (unless it is already in its mode) before the handler
-    sees it, so a small PNG claiming 10000 x 10000 px is decoded before any check (docs/reliability.md),
-    and an unreadable file gets Gradio's generic error. (The instance is wrapped: a Component subclass makes
-    Gradio write a ``.pyi`` stub next to its module.)
+    Without it: gr.Image decodes an upload whole before the handler sees it, so a small PNG claiming
+    10000 x 10000 px is decoded before any check (docs/reliability.md), and an unreadable file gets
+    Gradio's generic error. (An instance is patched: a Component subclass makes Gradio write a ``.pyi`` stub.)
     """
     import gradio as gr
 
