@@ -32,10 +32,21 @@ if str(_ROOT) not in sys.path:
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 
 import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
 from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
 from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
+from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError  # noqa: E402
+from fusemix.audio import load_audio, probe_audio  # noqa: E402
+from fusemix.caption_bank import CaptionBankError  # noqa: E402
+from fusemix.checkpoint import CheckpointError  # noqa: E402
+from fusemix.default_gallery import default_gallery_dir, licence_table  # noqa: E402
+from fusemix.encoders.base import EncoderInputError  # noqa: E402
+from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size  # noqa: E402
+from fusemix.gallery import GalleryError  # noqa: E402
+from fusemix.generation import GenerationError, GenerationParamError, default_params_for  # noqa: E402
+from fusemix.retrieval import RetrievalError  # noqa: E402
 
 logger = logging.getLogger("fusemix.demo")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -100,8 +111,6 @@ def _upload(value: Any, what: str, limits) -> Path:
 
 def check_audio_upload(value: Any, limits) -> str:
     """An uploaded / recorded sound, checked from its size and header before any decoding."""
-    from fusemix.audio import probe_audio
-
     p = _upload(value, "sound", limits)
     info = probe_audio(p, max_bytes=limits.max_upload_mb * 2**20)  # not audio: UndecodableAudioError
     if info.frames <= 0:
@@ -118,11 +127,6 @@ def check_audio_upload(value: Any, limits) -> str:
 def check_image_upload(value: Any, limits):
     """An uploaded image as an RGB PIL image, its header checked against fusemix's pixel and aspect limits
     (``check_image_size``) before anything decodes: a few kB of PNG can claim 100 M pixels."""
-    from PIL import Image
-
-    from fusemix.encoders.base import EncoderInputError
-    from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size
-
     if hasattr(value, "convert"):  # already read by the upload check (read_uploads_with)
         return value.convert("RGB")
     p = _upload(value, "image", limits)
@@ -142,34 +146,25 @@ def check_image_upload(value: Any, limits):
 # --------------------------------------------------------------------------- error messages
 
 
-@functools.cache
-def user_messages() -> list[tuple[tuple[type, ...], str, bool]]:
-    """Exception types -> what the user reads (``{exc}``: its text) and whether to log it; first match wins."""
-    from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError
-    from fusemix.caption_bank import CaptionBankError
-    from fusemix.checkpoint import CheckpointError
-    from fusemix.encoders.base import EncoderInputError
-    from fusemix.gallery import GalleryError
-    from fusemix.generation import GenerationError, GenerationParamError
-    from fusemix.retrieval import RetrievalError
-
-    return [((DemoInputError, GenerationParamError, EncoderInputError, CaptionBankError), "{exc}", False),
-            ((SilentAudioError,), "The sound is silent; record or upload something audible.", False),
-            ((InvalidSamplesError,), "The sound holds invalid samples (NaN or infinity).", False),
-            ((UndecodableAudioError,), "This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 "
-                                       "file.", False),
-            ((AudioError,), "The audio file is corrupt or could not be decoded.", False),
-            ((GalleryError,), "The gallery cannot be used: {exc}", False),
-            ((RetrievalError,), "This search cannot be run: {exc}", False),
-            ((GenerationError,), "No usable image came out: {exc}", False),
-            ((OSError, ImportError, CheckpointError), "The models could not be loaded: {name}: {short}", True),
-            ((Exception,), "Something went wrong on the server ({name}). The app is still running: try again "
-                           "or with another input.", True)]
+# exception types -> what the user reads ({exc}: its text) and whether to log it; the first match wins
+USER_MESSAGES = [
+    ((DemoInputError, GenerationParamError, EncoderInputError, CaptionBankError), "{exc}", False),
+    ((SilentAudioError,), "The sound is silent; record or upload something audible.", False),
+    ((InvalidSamplesError,), "The sound holds invalid samples (NaN or infinity).", False),
+    ((UndecodableAudioError,), "This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 file.", False),
+    ((AudioError,), "The audio file is corrupt or could not be decoded.", False),
+    ((GalleryError,), "The gallery cannot be used: {exc}", False),
+    ((RetrievalError,), "This search cannot be run: {exc}", False),
+    ((GenerationError,), "No usable image came out: {exc}", False),
+    ((OSError, ImportError, CheckpointError), "The models could not be loaded: {name}: {short}", True),
+    ((Exception,), "Something went wrong on the server ({name}). The app is still running: try again or with "
+                   "another input.", True),
+]
 
 
 def user_message(exc: BaseException) -> str:
-    """The plain, HTML-escaped message for ``exc`` (from :func:`user_messages`)."""
-    template, log = next((m, log) for types, m, log in user_messages() if isinstance(exc, types))
+    """The plain, HTML-escaped message for ``exc`` (from :data:`USER_MESSAGES`)."""
+    template, log = next((m, log) for types, m, log in USER_MESSAGES if isinstance(exc, types))
     if log:
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
     return html.escape(template.format(exc=exc, name=type(exc).__name__, short=str(exc)[:300]))
@@ -196,8 +191,6 @@ def user_errors(fn):
 @functools.lru_cache(maxsize=256)
 def _thumbnail(path: str):
     """A gallery file as a small RGB thumbnail, read once and shared by requests."""
-    from PIL import Image
-
     with Image.open(path) as im:
         im = im.convert("RGB")
     im.thumbnail((THUMB_SIDE, THUMB_SIDE))
@@ -217,8 +210,6 @@ class Demo:
 
     def _decode(self, path: str, sample_rate: int):
         """A checked upload as mono float32 at ``sample_rate``; silent audio is refused."""
-        from fusemix.audio import load_audio
-
         lim = self.limits
         return load_audio(path, sample_rate, max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                           max_bytes=lim.max_upload_mb * 2**20, reject_silent=True)
@@ -344,8 +335,6 @@ class Demo:
 
 def generation_ranges(models: DemoModels) -> dict:
     """Safe slider ranges and defaults for the profile and device (CPU Spaces get small ones)."""
-    from fusemix.generation import default_params_for
-
     if models.standin:
         return {"sizes": [64, 96, 128], "size": 64, "max_steps": 4, "steps": 2, "guidance": 1.0,
                 "max_guidance": 10.0}
@@ -387,8 +376,6 @@ def _examples(kind: str) -> list[list[str]]:
         return [[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.wav"))]
     if kind == "caption":
         return [[c] for c in T["caption_examples"]]
-    from fusemix.default_gallery import default_gallery_dir
-
     root = default_gallery_dir()
     return [[str(root / f)] for f in T["image_example_files"] if (root / f).is_file()]
 
@@ -455,8 +442,6 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
 
 def _about(models: DemoModels) -> str:
     """What runs here (never loads a model), the limits, and where the shipped examples come from."""
-    from fusemix.default_gallery import licence_table
-
     res = models.resolution
     ids = ({"clap": "tiny random ClapModel", "sd": "tiny random StableDiffusionPipeline",
             "reference": "tiny random CLIPModel"} if models.standin else models.settings.real_ids())

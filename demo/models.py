@@ -17,7 +17,22 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
+
+from fusemix.bridge import ConditioningBridge
+from fusemix.caption_bank import CaptionBank, load_captions
+from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
 from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
+from fusemix.default_gallery import build_default_gallery, default_captions
+from fusemix.encoders import load_encoder
+from fusemix.gallery import Gallery, default_cache_dir
+from fusemix.generation import AudioToImage
+from fusemix.io import atomic_write_text
+from fusemix.model import FusionConfig, FusionModel, ModalitySpec
+from fusemix.reference import ReferenceScorer
+from fusemix.retrieval import EmbeddingSpace
+from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
 
 logger = logging.getLogger("fusemix.demo")
 
@@ -147,8 +162,6 @@ def probe_checkpoints(ids: Mapping[str, str], timeout: float = 5.0) -> list[str]
 
     Cheap: a local folder must hold its key file, a hub id counts when that file is in the local cache;
     else one metadata request per id (the first failure to reach the hub stops further requests)."""
-    from huggingface_hub import HfApi, try_to_load_from_cache
-
     problems: list[str] = []
     remote: list[str] = []
     for kind, model_id in ids.items():
@@ -219,8 +232,6 @@ class AdapterEntry:
 
 def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str]]:
     """Adapters under ``root`` (itself or its immediate subfolders): (entries, problems)."""
-    from fusemix.tiny import is_standin
-
     root = Path(root)
     if not root.is_dir():
         return [], [f"{root} is not a folder"]
@@ -242,15 +253,6 @@ def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str
             continue
         entries.append(AdapterEntry(kind, d, raw, standin=is_standin(d)))
     return entries, problems
-
-
-def _fetch_weights(spec: str) -> Path:
-    """A local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)."""
-    if Path(spec).expanduser().exists():
-        return Path(spec).expanduser()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"]))
 
 
 # --------------------------------------------------------------------------- the lazy model hub
@@ -304,8 +306,10 @@ class DemoModels:
             spec = str(REPO_ROOT / "weights")
             if not Path(spec).is_dir():
                 return []
-        try:
-            root = _fetch_weights(spec)
+        root = Path(spec).expanduser()
+        try:  # a local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)
+            if not root.exists():
+                root = snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"])
         except Exception as exc:  # noqa: BLE001 - offline, missing repo: say so, run without adapters
             self.adapter_problems.append(f"could not fetch adapters from {spec!r}: {type(exc).__name__}: "
                                          f"{str(exc)[:200]}")
@@ -365,8 +369,6 @@ class DemoModels:
         if live is None:
             return None
         if live.ready and a2i.bridge is None:
-            from fusemix.bridge import ConditioningBridge
-
             with self._lock:
                 if a2i.bridge is None:
                     a2i.set_bridge(ConditioningBridge.from_pretrained(live.path, map_location=self.device))
@@ -375,12 +377,6 @@ class DemoModels:
     @_shared
     def tiny_suite(self) -> dict[str, Path]:
         """The stand-in models and the random FuseMix adapter (built on first use under the tiny root)."""
-        import torch
-
-        from fusemix.io import atomic_write_text
-        from fusemix.model import FusionConfig, FusionModel, ModalitySpec
-        from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
-
         suite = build_tiny_suite(self.tiny_root / "models", extras=("clip",))
         d = self.tiny_root / "adapters" / "fusion"
         try:  # one saved by an older fusemix may no longer load: it is random, rebuild it
@@ -404,8 +400,6 @@ class DemoModels:
 
     def _audio_encoder(self, model_id: str):
         """A CLAP audio encoder held to the upload limits."""
-        from fusemix.encoders import load_encoder
-
         lim = self.settings.limits
         return load_encoder("clap-audio", model_id, device=self.device, max_seconds=lim.max_audio_seconds,
                             min_seconds=lim.min_audio_seconds, max_bytes=lim.max_upload_mb * 2**20)
@@ -418,21 +412,12 @@ class DemoModels:
     @_shared
     def caption_bank(self):
         """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        from fusemix.caption_bank import CaptionBank
-        from fusemix.encoders import load_encoder
-
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
     def audio_to_image(self):
         """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
-        import torch
         from diffusers import StableDiffusionPipeline
-
-        from fusemix.bridge import ConditioningBridge
-        from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
-        from fusemix.generation import AudioToImage
-        from fusemix.tiny import is_standin
 
         ids = self.model_ids()
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -459,16 +444,11 @@ class DemoModels:
     @_shared
     def reference(self):
         """The reference CLIP scorer (zero training)."""
-        from fusemix.reference import ReferenceScorer
-        from fusemix.tiny import is_standin
-
         ref = self.model_ids()["reference"]
         return ReferenceScorer.from_pretrained(ref, device=self.device, standin=self.standin or is_standin(ref))
 
     @_shared
     def fusion_model(self, path: Path):
-        from fusemix.model import FusionModel
-
         if self.standin:
             self.tiny_suite()  # builds the stand-in adapter too
         return FusionModel.from_pretrained(path).to(self.device)
@@ -487,9 +467,6 @@ class DemoModels:
 
     @_shared
     def _fusion_space(self, path: Path, modalities: tuple[str, ...]):
-        from fusemix.encoders import load_encoder
-        from fusemix.retrieval import EmbeddingSpace
-
         model = self.fusion_model(path)
         encoders = {}
         for m in modalities:
@@ -517,9 +494,6 @@ class DemoModels:
         emb = space.embedder("image")
 
         def build():
-            from fusemix.default_gallery import build_default_gallery
-            from fusemix.gallery import Gallery
-
             if name == DEFAULT_GALLERY:
                 return build_default_gallery(emb, progress=False)
             return Gallery.from_folder(self.settings.gallery, emb, modality="image", progress=False)
@@ -531,10 +505,6 @@ class DemoModels:
         emb = space.embedder("text")
 
         def build():
-            from fusemix.caption_bank import load_captions
-            from fusemix.default_gallery import default_captions
-            from fusemix.gallery import Gallery, default_cache_dir
-
             found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
             for c, f in zip(*default_captions()):
                 found.setdefault(c, {"caption": c, "source": f"caption of {f} (default gallery)"})
