@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "demo" / "examples"
-# The shipped example sounds, described in words of our own (they were synthesised: see make_examples.py).
+# The shipped example sounds, described in words of our own (they were synthesised: see tools/make_examples.py).
 EXAMPLE_CAPTIONS = {
     "bell.wav": "a bell ringing and fading away",
     "birdsong.wav": "birds chirping and singing",

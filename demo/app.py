@@ -1,54 +1,57 @@
 #!/usr/bin/env python
 """FuseMix demo: audio -> image, caption -> images, sound -> images and image -> captions.
 
-    python demo/app.py                      # real checkpoints; tiny stand-ins (labelled) when offline
-    python demo/app.py --profile tiny       # untrained random stand-ins, no downloads
-    python demo/app.py --strict             # refuse to fall back to stand-ins
-    python demo/app.py --gallery ~/photos --weights weights/   (or --weights user/fusemix-adapters)
+    python demo/app.py                  # real checkpoints; tiny stand-ins (labelled) when offline
+    python demo/app.py --profile tiny   # untrained random stand-ins, no downloads
 
-Every flag and limit has an environment variable (``--help``; FUSEMIX_MAX_UPLOAD_MB, FUSEMIX_QUEUE_SIZE, ...).
-``build_demo()`` returns the ``gr.Blocks`` without loading a model: models load on first use.
+Every flag and limit has an environment variable (``--help``; docs/space.md). ``build_demo()`` returns
+the ``gr.Blocks`` without loading a model: models load on first use.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import functools
+import html
+import json
+import logging
+import math
+import os
 import sys
+import threading
+import time
+import unicodedata
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[1]
-# A Hugging Face Space runs `python demo/app.py` from a plain clone: the repo root is not on
-# sys.path and fusemix may not be installed. Make both `fusemix` and `demo` importable.
+# A Hugging Face Space runs `python demo/app.py` from a plain clone: the repo root is not on sys.path and
+# fusemix may not be installed. Appended, it makes `demo` and `fusemix` importable; an installed fusemix wins.
 if str(_ROOT) not in sys.path:
-    try:
-        import fusemix  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(_ROOT))
-    else:
-        sys.path.append(str(_ROOT))  # only for `demo`; an installed fusemix still wins
-
-import os  # noqa: E402
-
+    sys.path.append(str(_ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import functools  # noqa: E402
-import html  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import unicodedata  # noqa: E402
-from typing import Any  # noqa: E402
-
 import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from demo import ui_text as T  # noqa: E402
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
 from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
 from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
+from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError  # noqa: E402
+from fusemix.audio import load_audio, probe_audio  # noqa: E402
+from fusemix.caption_bank import CaptionBankError  # noqa: E402
+from fusemix.checkpoint import CheckpointError  # noqa: E402
+from fusemix.default_gallery import default_gallery_dir, licence_table  # noqa: E402
+from fusemix.encoders.base import EncoderInputError  # noqa: E402
+from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size  # noqa: E402
+from fusemix.gallery import GalleryError  # noqa: E402
+from fusemix.generation import GenerationError, GenerationParamError, default_params_for  # noqa: E402
+from fusemix.retrieval import RetrievalError  # noqa: E402
 
 logger = logging.getLogger("fusemix.demo")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+# the UI's prose (titles, notes, labels, flag help), kept as data apart from the layout
+T = json.loads((Path(__file__).resolve().parent / "ui_text.json").read_text(encoding="utf-8"))
 MAX_SEED = 2**31 - 1
 THUMB_SIDE = 320
 
@@ -77,10 +80,10 @@ def clean_caption(text: Any, max_chars: int, what: str = "caption") -> str:
 
 def check_number(value: Any, name: str, lo: float, hi: float, integer: bool = False) -> float | int:
     """A slider / number value set through the UI or the API, within its allowed range."""
-    if isinstance(value, bool) or value is None:
-        raise DemoInputError(f"{name} must be a number between {lo:g} and {hi:g}.")
     try:
-        v = float(value)
+        if isinstance(value, bool):
+            raise TypeError
+        v = float(value)  # None, text, lists: TypeError or ValueError
     except (TypeError, ValueError):
         raise DemoInputError(f"{name} must be a number between {lo:g} and {hi:g}.") from None
     if not math.isfinite(v) or not lo <= v <= hi:
@@ -108,8 +111,6 @@ def _upload(value: Any, what: str, limits) -> Path:
 
 def check_audio_upload(value: Any, limits) -> str:
     """An uploaded / recorded sound, checked from its size and header before any decoding."""
-    from fusemix.audio import probe_audio
-
     p = _upload(value, "sound", limits)
     info = probe_audio(p, max_bytes=limits.max_upload_mb * 2**20)  # not audio: UndecodableAudioError
     if info.frames <= 0:
@@ -124,14 +125,9 @@ def check_audio_upload(value: Any, limits) -> str:
 
 
 def check_image_upload(value: Any, limits):
-    """An uploaded image as an RGB PIL image. Its header is checked against fusemix's pixel and aspect
-    limits (``check_image_size``) before anything decodes: a few kB of PNG can claim 100 M pixels."""
-    from PIL import Image
-
-    from fusemix.encoders.base import EncoderInputError
-    from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size
-
-    if hasattr(value, "convert"):  # already a PIL image
+    """An uploaded image as an RGB PIL image, its header checked against fusemix's pixel and aspect limits
+    (``check_image_size``) before anything decodes: a few kB of PNG can claim 100 M pixels."""
+    if hasattr(value, "convert"):  # already read by the upload check (read_uploads_with)
         return value.convert("RGB")
     p = _upload(value, "image", limits)
     try:
@@ -150,34 +146,25 @@ def check_image_upload(value: Any, limits):
 # --------------------------------------------------------------------------- error messages
 
 
-@functools.cache
-def user_messages() -> list[tuple[tuple[type, ...], str, bool]]:
-    """Exception types -> what the user reads (``{exc}``: its text) and whether to log it; first match wins."""
-    from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError
-    from fusemix.caption_bank import CaptionBankError
-    from fusemix.checkpoint import CheckpointError
-    from fusemix.encoders.base import EncoderInputError
-    from fusemix.gallery import GalleryError
-    from fusemix.generation import GenerationError, GenerationParamError
-    from fusemix.retrieval import RetrievalError
-
-    return [((DemoInputError, GenerationParamError, EncoderInputError, CaptionBankError), "{exc}", False),
-            ((SilentAudioError,), "The sound is silent; record or upload something audible.", False),
-            ((InvalidSamplesError,), "The sound holds invalid samples (NaN or infinity).", False),
-            ((UndecodableAudioError,), "This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 "
-                                       "file.", False),
-            ((AudioError,), "The audio file is corrupt or could not be decoded.", False),
-            ((GalleryError,), "The gallery cannot be used: {exc}", False),
-            ((RetrievalError,), "This search cannot be run: {exc}", False),
-            ((GenerationError,), "No usable image came out: {exc}", False),
-            ((OSError, ImportError, CheckpointError), "The models could not be loaded: {name}: {short}", True),
-            ((Exception,), "Something went wrong on the server ({name}). The app is still running: try again "
-                           "or with another input.", True)]
+# exception types -> what the user reads ({exc}: its text) and whether to log it; the first match wins
+USER_MESSAGES = [
+    ((DemoInputError, GenerationParamError, EncoderInputError, CaptionBankError), "{exc}", False),
+    ((SilentAudioError,), "The sound is silent; record or upload something audible.", False),
+    ((InvalidSamplesError,), "The sound holds invalid samples (NaN or infinity).", False),
+    ((UndecodableAudioError,), "This file is not audio that can be read. Upload a WAV, FLAC, OGG or MP3 file.", False),
+    ((AudioError,), "The audio file is corrupt or could not be decoded.", False),
+    ((GalleryError,), "The gallery cannot be used: {exc}", False),
+    ((RetrievalError,), "This search cannot be run: {exc}", False),
+    ((GenerationError,), "No usable image came out: {exc}", False),
+    ((OSError, ImportError, CheckpointError), "The models could not be loaded: {name}: {short}", True),
+    ((Exception,), "Something went wrong on the server ({name}). The app is still running: try again or with "
+                   "another input.", True),
+]
 
 
 def user_message(exc: BaseException) -> str:
-    """The plain, HTML-escaped message for ``exc`` (from :func:`user_messages`)."""
-    template, log = next((m, log) for types, m, log in user_messages() if isinstance(exc, types))
+    """The plain, HTML-escaped message for ``exc`` (from :data:`USER_MESSAGES`)."""
+    template, log = next((m, log) for types, m, log in USER_MESSAGES if isinstance(exc, types))
     if log:
         logger.error("request failed: %s", type(exc).__name__, exc_info=exc)
     return html.escape(template.format(exc=exc, name=type(exc).__name__, short=str(exc)[:300]))
@@ -204,8 +191,6 @@ def user_errors(fn):
 @functools.lru_cache(maxsize=256)
 def _thumbnail(path: str):
     """A gallery file as a small RGB thumbnail, read once and shared by requests."""
-    from PIL import Image
-
     with Image.open(path) as im:
         im = im.convert("RGB")
     im.thumbnail((THUMB_SIDE, THUMB_SIDE))
@@ -221,12 +206,10 @@ class Demo:
         self.gen = generation_ranges(models)
 
     def _info(self, text: str) -> str:
-        return (T.STANDIN_LINE if self.models.standin else "") + text
+        return (T["standin_line"] if self.models.standin else "") + text
 
     def _decode(self, path: str, sample_rate: int):
         """A checked upload as mono float32 at ``sample_rate``; silent audio is refused."""
-        from fusemix.audio import load_audio
-
         lim = self.limits
         return load_audio(path, sample_rate, max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                           max_bytes=lim.max_upload_mb * 2**20, reject_silent=True)
@@ -246,10 +229,9 @@ class Demo:
         if size not in g["sizes"]:
             raise DemoInputError(f"Image size must be one of {g['sizes']}.")
         steer_weight = check_number(steer_weight, "Steering weight", 0.0, 1.0)
-        steer = None
-        if steer_text is not None and str(steer_text).strip():
-            steer = clean_caption(steer_text, lim.max_caption_chars, "steering text")
-        if "audio-to-image" not in self.models.loaded():
+        given = steer_text is not None and str(steer_text).strip()
+        steer = clean_caption(steer_text, lim.max_caption_chars, "steering text") if given else None
+        if "audio_to_image" not in self.models.loaded():
             progress(0.05, desc="Loading the audio-to-image models (first request only; later requests reuse it)")
         a2i = self.models.audio_to_image()
         live = self.models.live_bridge_for(a2i)  # attaches a bridge trained here once it is ready
@@ -258,7 +240,7 @@ class Demo:
             if self.models.bridge_entry is not None:
                 raise DemoInputError(f"The installed FuseMix bridge cannot be used ({self.models.bridge_error}); "
                                      "use the caption-bank baseline.")
-            route, fallback = "captions", live or "The FuseMix bridge has not started training yet."
+            route, fallback = "captions", live or T["live_pending"]
         progress(0.3, desc="Listening (CLAP)")
         wav = self._decode(path, a2i.audio_encoder.sample_rate)
         progress(0.5, desc="Generating the image")
@@ -267,7 +249,7 @@ class Demo:
                            steer_prompt=steer, steer_weight=steer_weight if steer else 0.0, top_k=3)
         rows = [[m.caption, round(m.score, 4)] for m in (res.captions or [])]
         trained = live or ("random stand-in, untrained" if self.models.standin else "trained")
-        how = T.ROUTE_TEXT["bridge" if res.route == "bridge" else "captions"].format(trained=trained)
+        how = T["route_text"]["bridge" if res.route == "bridge" else "captions"].format(trained=trained)
         lines = [self._info(f"**Route:** {how}.")]
         if fallback:
             lines.insert(0, f"**The bridge route answered through the caption-bank baseline:** {html.escape(fallback)}")
@@ -297,18 +279,16 @@ class Demo:
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
-        extra = ""
+        enc, extra = self.models.clap_audio(), ""
         if route == "fusemix":
             space = self.models.space("fusemix", "audio", "image")
             gallery = self.models.image_gallery("fusemix", gallery_name, space)
-            wav = self._decode(path, self.models.clap_audio().sample_rate)
             progress(0.6, desc="Embedding the sound")
-            query = space.embed("audio", [wav])[0]
+            query = space.embed("audio", [self._decode(path, enc.sample_rate)])[0]
         else:
-            enc, bank = self.models.clap_audio(), self.models.caption_bank()
-            wav = self._decode(path, enc.sample_rate)
             progress(0.5, desc="Matching the sound to captions (CLAP)")
-            matches = bank.search(enc.encode([wav], progress=False), k=3)[0]
+            wav = self._decode(path, enc.sample_rate)
+            matches = self.models.caption_bank().search(enc.encode([wav], progress=False), k=3)[0]
             space = self.models.space("reference", "text", "image")
             gallery = self.models.image_gallery("reference", gallery_name, space)
             query = space.embed("text", [matches[0].caption])[0]
@@ -317,7 +297,7 @@ class Demo:
         progress(0.8, desc="Ranking the gallery")
         hits = gallery.search(query, k)
         return self._gallery_items(hits), self._info(
-            f"**Route:** {T.ROUTE_TEXT[route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
+            f"**Route:** {T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
 
     def image_to_captions(self, image, scorer, top_k, progress=gr.Progress()):
         img = check_image_upload(image, self.limits)
@@ -327,8 +307,8 @@ class Demo:
         gallery = self.models.caption_gallery(scorer, space)
         progress(0.7, desc="Ranking the captions")
         hits = gallery.search(space.embed("image", [img])[0], k)
-        rows = [[i + 1, h.item.meta.get("caption", h.item.key), round(h.score, 4), h.item.meta.get("source", "")]
-                for i, h in enumerate(hits)]
+        rows = [[i, h.item.meta.get("caption", h.item.key), round(h.score, 4), h.item.meta.get("source", "")]
+                for i, h in enumerate(hits, 1)]
         return rows, self._info(f"**Scorer:** {self._scorer_text(scorer)}. Candidates: {len(gallery)} captions "
                                 "(the default photos' captions and fusemix's caption bank).")
 
@@ -355,8 +335,6 @@ class Demo:
 
 def generation_ranges(models: DemoModels) -> dict:
     """Safe slider ranges and defaults for the profile and device (CPU Spaces get small ones)."""
-    from fusemix.generation import default_params_for
-
     if models.standin:
         return {"sizes": [64, 96, 128], "size": 64, "max_steps": 4, "steps": 2, "guidance": 1.0,
                 "max_guidance": 10.0}
@@ -375,69 +353,65 @@ def generation_ranges(models: DemoModels) -> dict:
 
 def _banner(models: DemoModels) -> None:
     if models.standin:
-        why = T.BANNER_WHY.format(reason=html.escape(models.resolution.reason)) if models.resolution.fell_back else ""
-        gr.Markdown(T.BANNER + why, elem_classes=["standin-banner"])
+        res = models.resolution
+        why = T["banner_why"].format(reason=html.escape(res.reason)) if res.fell_back else ""
+        gr.Markdown(T["banner"] + why, elem_classes=["standin-banner"])
 
 
 @contextlib.contextmanager
 def _tab(models: DemoModels, name: str, available: bool):
-    """A tab with the stand-in banner and its route note; yields the (label, value) choices to offer."""
-    title, tab_id, _, _, fusemix, baseline = T.TABS[name]
-    with gr.Tab(title, id=tab_id):
+    """A tab with the stand-in banner and its route note; yields the (label, value) choices to offer
+    (the FuseMix one only when its adapters are ``available``)."""
+    tab = T["tabs"][name]
+    with gr.Tab(tab["title"], id=tab["id"]):
         _banner(models)
         state = "none" if not available else "standin" if models.standin else "trained"
-        gr.Markdown(T.NOTES[name][state], elem_classes=["route-note"])
-        yield [(c[1 if models.standin else 0], c[2]) for c in ([fusemix] if available else []) + [baseline]]
+        gr.Markdown(tab["notes"][state], elem_classes=["route-note"])
+        offered = ([tab["fusemix"]] if available else []) + [tab["baseline"]]
+        yield [(c[1 if models.standin else 0], c[2]) for c in offered]
 
 
 def _examples(kind: str) -> list[list[str]]:
     if kind == "audio":
         return [[str(p)] for p in sorted(EXAMPLES_DIR.glob("*.wav"))]
     if kind == "caption":
-        return [[c] for c in T.CAPTION_EXAMPLES]
-    try:
-        from fusemix.default_gallery import default_gallery_dir
-
-        root = default_gallery_dir()
-    except Exception:  # noqa: BLE001 - scikit-image missing: no image examples
-        return []
-    return [[str(root / f)] for f in T.IMAGE_EXAMPLE_FILES if (root / f).is_file()]
+        return [[c] for c in T["caption_examples"]]
+    root = default_gallery_dir()
+    return [[str(root / f)] for f in T["image_example_files"] if (root / f).is_file()]
 
 
 def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
                 results, examples: str, k: int = 6) -> None:
     """One search tab: ``inputs`` orders the query, the choice of scorer / route, the gallery and top-k as
     ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components."""
-    lim = models.settings.limits
-    tab_id, button, radio = T.TABS[name][1:4]
+    lim, tab = models.settings.limits, T["tabs"][name]
     with _tab(models, name, available) as choices:
         with gr.Row():
             with gr.Column(scale=1):
-                make = {"query": lambda: query(elem_id=f"{tab_id}-query"),
-                        "choice": lambda: gr.Radio(choices, value=choices[0][1], label=radio),
+                make = {"query": lambda: query(elem_id=f"{tab['id']}-query"),
+                        "choice": lambda: gr.Radio(choices, value=choices[0][1], label=tab["radio"]),
                         "gallery": lambda: gr.Dropdown(models.gallery_names(), value=DEFAULT_GALLERY, label="Gallery"),
                         "k": lambda: gr.Slider(1, lim.max_top_k, value=min(k, lim.max_top_k), step=1, label="Top-k")}
-                parts = {n: make[n]() for n in inputs}
-                run = gr.Button(button, variant="primary", elem_id=f"{tab_id}-run")
+                parts = [make[n]() for n in inputs]
+                run = gr.Button(tab["button"], variant="primary", elem_id=f"{tab['id']}-run")
                 if _examples(examples):
-                    gr.Examples(_examples(examples), inputs=[parts["query"]], label=T.EXAMPLE_LABELS[examples])
+                    gr.Examples(_examples(examples), inputs=parts[:1], label=T["example_labels"][examples])
             with gr.Column(scale=2):
-                outputs = [results(elem_id=f"{tab_id}-results"), gr.Markdown(elem_id=f"{tab_id}-info")]
+                outputs = [results(elem_id=f"{tab['id']}-results"), gr.Markdown(elem_id=f"{tab['id']}-info")]
     kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
-    run.click(user_errors(handler), [parts[n] for n in inputs], outputs, api_name=name, **kw)
-    if isinstance(parts["query"], gr.Textbox):  # Enter in the text box searches too
-        parts["query"].submit(user_errors(handler), [parts[n] for n in inputs], outputs, api_visibility="private",
-                              **kw)
+    run.click(user_errors(handler), parts, outputs, api_name=name, **kw)
+    if isinstance(parts[0], gr.Textbox):  # Enter in the text box searches too
+        parts[0].submit(user_errors(handler), parts, outputs, api_visibility="private", **kw)
 
 
 def _audio_tab(models: DemoModels, logic: Demo) -> None:
-    lim, g = models.settings.limits, logic.gen
+    lim, g, tab = models.settings.limits, logic.gen, T["tabs"]["audio_to_image"]
     with _tab(models, "audio_to_image", models.has_bridge) as routes:
         with gr.Row():
             with gr.Column():
                 inputs = [gr.Audio(sources=["upload", "microphone"], type="filepath", elem_id="audio-image-query",
                                    label=f"Sound (up to {lim.max_audio_seconds:g} s, {lim.max_upload_mb} MB)"),
-                          gr.Radio(routes, value=routes[0][1], label=T.TABS["audio_to_image"][3]),
+                          gr.Radio(routes, value=routes[0][1], label=tab["radio"]),
                           gr.Textbox(label="Optional text steering", placeholder="e.g. an oil painting", max_lines=2),
                           gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Steering weight")]
                 with gr.Accordion("Generation settings", open=False):
@@ -445,7 +419,7 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                                gr.Slider(1, g["max_steps"], value=g["steps"], step=1, label="Steps"),
                                gr.Slider(0.0, g["max_guidance"], value=g["guidance"], step=0.5, label="Guidance"),
                                gr.Dropdown(g["sizes"], value=g["size"], label="Image size (px)")]
-                run = gr.Button(T.TABS["audio_to_image"][2], variant="primary", elem_id="audio-image-run")
+                run = gr.Button(tab["button"], variant="primary", elem_id="audio-image-run")
             with gr.Column():
                 outputs = [gr.Image(label="Generated image" + (" (untrained stand-in)" if models.standin else ""),
                                     type="pil", format="png", height=360, elem_id="audio-image-results"),
@@ -453,12 +427,12 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                                         label="Matched captions (caption-bank route)"),
                            gr.Markdown(elem_id="audio-image-info")]
         if _examples("audio"):
-            gr.Examples(_examples("audio"), inputs=inputs[:1], label=T.EXAMPLE_LABELS["audio"])
+            gr.Examples(_examples("audio"), inputs=inputs[:1], label=T["example_labels"]["audio"])
         if models.settings.live_bridge and models.bridge_entry is None:
             def bridge_status() -> str:
                 """What the FuseMix bridge trained on this machine is doing: training (with progress), ready
                 (captions, seconds, held-out R@1) or failed (why)."""
-                return models.live.label() if models.live else T.LIVE_PENDING
+                return models.live.label() if models.live else T["live_pending"]
 
             gr.Markdown(bridge_status, every=3.0, elem_id="bridge-status")
             gr.api(bridge_status, api_name="bridge_status")
@@ -476,15 +450,10 @@ def _about(models: DemoModels) -> str:
              f"- Device: {models.device}", *(f"- {k}: `{v}`" for k, v in ids.items())]
     lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
               (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
-    lines += ([] if models.adapters else [T.NO_ADAPTERS]) + [f"- note: {html.escape(p)}" for p in models.adapter_problems]
-    lines.append(T.ABOUT_LIMITS.format(**vars(models.settings.limits)))
-    try:
-        from fusemix.default_gallery import licence_table
-
-        lines.append(licence_table())
-    except Exception:  # noqa: BLE001
-        lines.append("(scikit-image is not installed)")
-    return "\n".join(lines + ["", T.ABOUT_SOUNDS])
+    lines += [] if models.adapters else [T["no_adapters"]]
+    lines += [f"- note: {html.escape(p)}" for p in models.adapter_problems]
+    lines += [T["about_limits"].format(**vars(models.settings.limits)), licence_table(), "", T["about_sounds"]]
+    return "\n".join(lines)
 
 
 def build_demo(profile: str | None = None, *, strict: bool | None = None, gallery: str | None = None,
@@ -492,19 +461,18 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
                resolution: Resolution | None = None) -> gr.Blocks:
     """The demo as a ``gr.Blocks`` (queue configured); nothing is loaded until a request needs it.
 
-    Arguments override ``FUSEMIX_*`` environment variables. The chosen profile is resolved now
-    (a cheap check that the real checkpoints can be had); see :mod:`demo.models`.
+    Arguments override ``FUSEMIX_*`` environment variables; the profile is resolved now (a cheap check
+    that the real checkpoints can be had: :func:`demo.models.resolve_profile`).
     """
     if settings is None:
         settings = Settings.from_env(profile=profile, strict=strict, gallery=gallery, weights=weights)
-    resolution = resolution or resolve_profile(settings)
     install_atomic_gradio_cache()
-    models = DemoModels(settings, resolution)
+    models = DemoModels(settings, resolution or resolve_profile(settings))
     logic = Demo(models)
     lim = settings.limits
 
-    with gr.Blocks(title=T.TITLE + (" — untrained stand-ins" if models.standin else "")) as demo:
-        gr.Markdown(T.HEADER)
+    with gr.Blocks(title=T["title"] + (" — untrained stand-ins" if models.standin else "")) as demo:
+        gr.Markdown(T["header"])
         with gr.Tabs():
             _audio_tab(models, logic)
             _search_tab(models, "caption_to_images", logic.caption_to_images, models.has_fusion("text", "image"),
@@ -540,14 +508,14 @@ def launch_kwargs(settings: Settings) -> dict:
     """What ``demo.launch`` needs besides the Blocks (limits, allowed example files, styling)."""
     allowed = [str(EXAMPLES_DIR)] + [str(Path(p[0]).parent) for p in _examples("image")[:1]]
     return {"server_name": settings.host, "server_port": settings.port,
-            "max_file_size": f"{settings.limits.max_upload_mb}mb", "allowed_paths": allowed, "css": T.CSS,
+            "max_file_size": f"{settings.limits.max_upload_mb}mb", "allowed_paths": allowed, "css": T["css"],
             "footer_links": ["api", "gradio"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="FuseMix Gradio demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     kw = {"strict": {"action": "store_true"}, "port": {"type": int}, "profile": {"choices": PROFILES}}
-    for name, text in T.FLAGS.items():
+    for name, text in T["flags"].items():
         p.add_argument("--" + name.replace("_", "-"), default=None, help=f"{text} [FUSEMIX_{name.upper()}]",
                        **kw.get(name, {}))
     return p.parse_args(argv)

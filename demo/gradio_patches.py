@@ -30,16 +30,16 @@ def supported(patch: str) -> bool:
 def install_atomic_gradio_cache() -> bool:
     """Make ``gradio.processing_utils.save_pil_to_cache`` write atomically (True when it patched now).
 
-    Without it: Gradio rewrites ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two
-    requests return the same thumbnail at once, a download of the first can end early
-    (``RemoteProtocolError`` in benchmarks/load_test.py, docs/reliability.md). Here a temporary file is
-    renamed over the target, and an existing target is kept (its name is its content's hash).
+    Without it: Gradio rewrites ``<cache>/<hash of the bytes>/<name>.<format>`` in place, so when two requests
+    return the same thumbnail at once, a download of the first can end early (docs/reliability.md). Here a
+    temporary file is renamed over the target, and an existing target (named by its content's hash) is kept.
     """
     from gradio import processing_utils as pu
 
     with _lock:
         if getattr(pu.save_pil_to_cache, "_fusemix_atomic", False) or not supported("the atomic image cache"):
             return False
+        from gradio.profiling import traced_sync  # in the release this was written for
 
         def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:  # noqa: A002
             data = pu.encode_pil_to_bytes(img, format)
@@ -56,12 +56,8 @@ def install_atomic_gradio_cache() -> bool:
                     tmp.unlink(missing_ok=True)
             return str(target)
 
-        try:  # keep Gradio's profiling hook (a no-op unless its profiling is on)
-            from gradio.profiling import traced_sync
-
-            save_pil_to_cache = traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache)
-        except ImportError:
-            pass
+        # keep Gradio's profiling hook (a no-op unless its profiling is on)
+        save_pil_to_cache = traced_sync("postprocess_save_pil_to_cache")(save_pil_to_cache)
         save_pil_to_cache = functools.wraps(pu.save_pil_to_cache)(save_pil_to_cache)
         save_pil_to_cache._fusemix_atomic = True
         pu.save_pil_to_cache = save_pil_to_cache
@@ -72,10 +68,9 @@ def read_uploads_with(component, read: Callable[[str], object], message: Callabl
     """Make ``component`` (a gr.Image) hand an uploaded file to ``read(path)`` instead of decoding it itself;
     what ``read`` raises reaches the user as ``gr.Error(message(exc))``. Returns the component.
 
-    Without it: gr.Image decodes an upload whole (unless it is already in its mode) before the handler
-    sees it, so a small PNG claiming 10000 x 10000 px is decoded before any check (docs/reliability.md),
-    and an unreadable file gets Gradio's generic error. (The instance is wrapped: a Component subclass makes
-    Gradio write a ``.pyi`` stub next to its module.)
+    Without it: gr.Image decodes an upload whole before the handler sees it, so a small PNG claiming
+    10000 x 10000 px is decoded before any check (docs/reliability.md), and an unreadable file gets
+    Gradio's generic error. (An instance is patched: a Component subclass makes Gradio write a ``.pyi`` stub.)
     """
     import gradio as gr
 

@@ -1,9 +1,9 @@
 """FuseMix live: the app trains its own captions-only bridge in the background.
 
-When no trained bridge is found for the loaded CLAP and Stable Diffusion, :class:`LiveBridge`
-trains one from the shipped caption corpus (``train_bridge.py``) in a daemon thread, cached under
-fusemix's cache root (so a restart reuses it), while the caption route serves every request.
-Its ``status()`` is what the UI shows; a failure leaves the app on the caption route with a note.
+When no trained bridge is found for the loaded CLAP and Stable Diffusion, :class:`LiveBridge` trains one
+from the shipped caption corpus (``train_bridge.py``, in a child process) and caches it under fusemix's
+cache root, so a restart reuses it. The caption route serves every request meanwhile, and after a
+failure; ``label()`` is the status line the UI shows.
 """
 from __future__ import annotations
 
@@ -16,26 +16,24 @@ import threading
 import time
 from pathlib import Path
 
+import train_bridge
+
 logger = logging.getLogger(__name__)
 
 
 class LiveBridge:
-    """One background training of the bridge for ``clap_model`` -> ``sd_model``."""
+    """One background training of the bridge for ``clap_model`` -> ``sd_model``; ``job_kw`` (e.g.
+    ``max_captions``, ``train_args``) go to ``train_bridge.make_job``."""
 
-    def __init__(self, clap_model: str, sd_model: str, *, captions=None, max_captions: int | None = None,
-                 audio=(), standin: bool = False, cache_dir=None, train_args=None):
-        import train_bridge
-
-        kwargs = {} if max_captions is None else {"max_captions": max_captions}
-        self.job = train_bridge.make_job(clap_model, sd_model, captions, train_args=train_args, **kwargs)
-        self.audio, self.standin, self.cache_dir = list(audio), standin, cache_dir
+    def __init__(self, clap_model: str, sd_model: str, *, audio=(), standin: bool = False, **job_kw):
+        self.job = train_bridge.make_job(clap_model, sd_model, **job_kw)
+        self.out = train_bridge.cached_bridge(self.job)
+        self.audio, self.standin = list(audio), standin
+        self.path: Path | None = None  # the trained bridge, once ready
+        self.card: dict = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._state = {"state": "idle", "stage": "", "done": 0, "total": 0, "error": "", "seconds": 0.0}
-        self.path: Path | None = None
-        self.card: dict = {}
-
-    # ---------------------------------------------------------------- state
 
     def _set(self, **kw) -> None:
         with self._lock:
@@ -64,18 +62,14 @@ class LiveBridge:
             return f"The FuseMix bridge could not be trained here ({s['error']}); the caption route serves."
         return "No FuseMix bridge yet; the caption route serves."
 
-    # ---------------------------------------------------------------- work
-
     def start(self) -> "LiveBridge":
         """Start training unless a cached bridge is found (then it is ready at once). Idempotent."""
-        import train_bridge
-
         with self._lock:
             if self._thread is not None or self._state["state"] == "ready":
                 return self
-        cached = train_bridge.load_cached(self.job, self.cache_dir)
+        cached = train_bridge.load_cached(self.job)
         if cached is not None:
-            self._ready(train_bridge.cached_bridge(self.job, self.cache_dir), cached)
+            self._ready(cached)
             return self
         self._set(state="training", stage="starting")
         self._thread = threading.Thread(target=self._run, name="fusemix-live-bridge", daemon=True)
@@ -87,41 +81,37 @@ class LiveBridge:
             self._thread.join(timeout)
         return self.status()
 
-    def _ready(self, path: Path, bridge) -> None:
+    def _ready(self, bridge) -> None:
         extra = bridge.config.extra
         self.card = {"captions": extra.get("captions", len(self.job.captions)), "seconds": extra.get("seconds", 0.0),
                      "heldout_r1": extra.get("heldout_r1", float("nan"))}
-        self.path = Path(path)
+        self.path = self.out
         self._set(state="ready", stage="done")
 
     def command(self) -> list[str]:
         """The ``train_bridge.py`` command that trains exactly ``self.job`` into its cache folder."""
-        import train_bridge
-
         j = self.job
         return [sys.executable, train_bridge.__file__, "--clap", j.clap_model, "--sd", j.sd_model,
                 "--captions", j.corpus, "--max_captions", str(len(j.captions)), "--seed", str(j.seed),
-                "--out", str(train_bridge.cached_bridge(j, self.cache_dir)),
-                *(["--standin"] if self.standin else []), *(["--audio", *map(str, self.audio)] if self.audio else []),
-                *j.train_args]
+                "--out", str(self.out), *(["--standin"] if self.standin else []),
+                *(["--audio", *map(str, self.audio)] if self.audio else []), *j.train_args]
 
     def _run(self) -> None:
         """Train in a child process at the lowest CPU priority, so requests keep their speed."""
         from fusemix.bridge import ConditioningBridge
 
-        t0, tail = time.time(), []
+        t0, last = time.time(), ""
         try:
             proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                     preexec_fn=lambda: os.nice(19))
             for line in proc.stderr:
-                tail = (tail + [line.strip()])[-5:]
-                m = re.match(r"^(.+): (\d+)/(\d+)$", line.strip())
+                last = line.strip() or last
+                m = re.match(r"^(.+): (\d+)/(\d+)$", line.strip())  # train_bridge.py's "stage: done/total"
                 if m:
                     self._set(stage=m[1], done=int(m[2]), total=int(m[3]))
             if proc.wait() != 0:
-                raise RuntimeError(tail[-1] if tail else f"exit code {proc.returncode}")
-            path = Path(self.command()[self.command().index("--out") + 1])
-            self._ready(path, ConditioningBridge.from_pretrained(path))
+                raise RuntimeError(last or f"exit code {proc.returncode}")
+            self._ready(ConditioningBridge.from_pretrained(self.out))
         except Exception as exc:  # noqa: BLE001 - the app must keep serving the caption route
             logger.warning("live bridge training failed: %s", exc)
             self._set(state="failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")

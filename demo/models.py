@@ -1,9 +1,9 @@
 """Settings, profiles and lazy, shared model loaders for the FuseMix demo.
 
-Profiles: ``real`` (hub or local checkpoints and FuseMix adapters from ``weights/`` or a hub repo; probed
-cheaply before the app is built, with a fall-back to ``tiny`` unless ``strict``) and ``tiny`` (random
-stand-ins from ``fusemix.tiny`` with random adapters, so every route runs, all labelled as such). Each
-model loads on the first request that needs it, once, and is shared by every request.
+Profiles: ``real`` (hub or local checkpoints, FuseMix adapters from ``weights/`` or a hub repo; probed
+before the app is built, falling back to ``tiny`` unless ``strict``) and ``tiny`` (random stand-ins from
+``fusemix.tiny`` and random adapters, so every route runs, all labelled). Each model loads on the first
+request that needs it, once, and is shared by every request.
 """
 from __future__ import annotations
 
@@ -11,14 +11,28 @@ import functools
 import json
 import logging
 import os
-import shutil
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
+from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
+
+from fusemix.bridge import ConditioningBridge
+from fusemix.caption_bank import CaptionBank, load_captions
+from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
 from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
+from fusemix.default_gallery import build_default_gallery, default_captions
+from fusemix.encoders import load_encoder
+from fusemix.gallery import Gallery, default_cache_dir
+from fusemix.generation import AudioToImage
+from fusemix.io import atomic_write_text
+from fusemix.model import FusionConfig, FusionModel, ModalitySpec
+from fusemix.reference import ReferenceScorer
+from fusemix.retrieval import EmbeddingSpace
+from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
 
 logger = logging.getLogger("fusemix.demo")
 
@@ -28,7 +42,6 @@ DEFAULT_IDS = {"clap": "laion/clap-htsat-unfused", "sd": "stabilityai/sd-turbo",
                "reference": "openai/clip-vit-base-patch32"}
 # On CPU the full SD VAE decoder costs more than a sd-turbo step; TAESD decodes the same latents (docs/space.md).
 DEFAULT_CPU_VAE = "madebyollin/taesd"
-_PROBE_FILE = {"sd": "model_index.json"}  # the file every checkpoint of a kind has (else config.json)
 DEFAULT_GALLERY = "Default photos (scikit-image)"
 STANDIN_ADAPTER_NOTE = "RANDOM STAND-IN adapter built by the demo's tiny profile: untrained, outputs are meaningless.\n"
 TINY_LAYOUT_VERSION = "1"
@@ -62,12 +75,9 @@ class Limits:
     min_audio_seconds: float = 0.1
     max_caption_chars: int = 300
     max_top_k: int = 12
-    # waiting requests cost next to nothing (the concurrency limits bound memory); a short queue turned
-    # bursts away (docs/reliability.md)
-    queue_size: int = 256
+    queue_size: int = 256  # waiting costs next to nothing; a short queue turned bursts away (docs/reliability.md)
     generation_concurrency: int = 1  # generations run one at a time (memory)
-    # searches one at a time too: Hugging Face fast tokenizers must not be used from two threads at once
-    # ("Already borrowed"); generation and search still run side by side
+    # one at a time: fast tokenizers must not be used from two threads ("Already borrowed"); beside generation
     search_concurrency: int = 1
 
 
@@ -97,11 +107,12 @@ class Settings:
         overrides that are not None win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {"limits": Limits()}
+        kinds = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float}
         for f in fields(cls):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var) and f.name != "limits":
-                kind = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float}.get(f.name, str)
-                values[f.name] = _parse(var, env[var], kind, "a port number" if f.name == "port" else "a number")
+                values[f.name] = _parse(var, env[var], kinds.get(f.name, str),
+                                        "a port number" if f.name == "port" else "a number")
         for f in fields(Limits):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var):
@@ -149,15 +160,12 @@ class Resolution:
 def probe_checkpoints(ids: Mapping[str, str], timeout: float = 5.0) -> list[str]:
     """Problems that would stop these checkpoints from loading (empty list: all obtainable).
 
-    Cheap: a local folder is checked for its key file; a hub id counts as present when that file is in
-    the local Hugging Face cache; else one metadata request per id asks the hub (the first failure to
-    reach it stops further requests)."""
-    from huggingface_hub import HfApi, try_to_load_from_cache
-
+    Cheap: a local folder must hold its key file, a hub id counts when that file is in the local cache;
+    else one metadata request per id (the first failure to reach the hub stops further requests)."""
     problems: list[str] = []
     remote: list[str] = []
     for kind, model_id in ids.items():
-        key = _PROBE_FILE.get(kind, "config.json")
+        key = "model_index.json" if kind == "sd" else "config.json"  # the file every checkpoint of a kind has
         if Path(model_id).expanduser().exists():
             if not (Path(model_id).expanduser() / key).is_file():
                 problems.append(f"{model_id} is a local path without {key}")
@@ -186,8 +194,7 @@ def probe_checkpoints(ids: Mapping[str, str], timeout: float = 5.0) -> list[str]
 
 
 def resolve_profile(settings: Settings, probe: Callable[..., list[str]] = probe_checkpoints) -> Resolution:
-    """Decide the profile before building the UI: real if its checkpoints can be had, else tiny
-    (or :class:`ProfileUnavailable` under ``strict``)."""
+    """Real if its checkpoints can be had, else tiny (or :class:`ProfileUnavailable` under ``strict``)."""
     if settings.profile == "tiny":
         return Resolution("tiny", "tiny")
     problems = probe(settings.real_ids(), timeout=settings.probe_timeout)
@@ -225,8 +232,6 @@ class AdapterEntry:
 
 def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str]]:
     """Adapters under ``root`` (itself or its immediate subfolders): (entries, problems)."""
-    from fusemix.tiny import is_standin
-
     root = Path(root)
     if not root.is_dir():
         return [], [f"{root} is not a folder"]
@@ -248,15 +253,6 @@ def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str
             continue
         entries.append(AdapterEntry(kind, d, raw, standin=is_standin(d)))
     return entries, problems
-
-
-def _fetch_weights(spec: str) -> Path:
-    """A local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)."""
-    if Path(spec).expanduser().exists():
-        return Path(spec).expanduser()
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"]))
 
 
 # --------------------------------------------------------------------------- the lazy model hub
@@ -297,7 +293,9 @@ class DemoModels:
                 self._values[key] = fn()
             return self._values[key]
 
-    # ---------------------------------------------------------------- what is available (cheap)
+    def loaded(self) -> list[str]:
+        """What has been loaded or built so far (nothing until a request, or the live bridge, needs it)."""
+        return [key[0] for key in list(self._values)]
 
     def _find_adapters(self) -> list[AdapterEntry]:
         if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
@@ -308,8 +306,10 @@ class DemoModels:
             spec = str(REPO_ROOT / "weights")
             if not Path(spec).is_dir():
                 return []
-        try:
-            root = _fetch_weights(spec)
+        root = Path(spec).expanduser()
+        try:  # a local folder as is; a hub repo id downloaded (JSON, safetensors and cards only)
+            if not root.exists():
+                root = snapshot_download(spec, allow_patterns=["*.json", "*.safetensors", "*.md"])
         except Exception as exc:  # noqa: BLE001 - offline, missing repo: say so, run without adapters
             self.adapter_problems.append(f"could not fetch adapters from {spec!r}: {type(exc).__name__}: "
                                          f"{str(exc)[:200]}")
@@ -329,6 +329,20 @@ class DemoModels:
     def has_bridge(self) -> bool:
         """A bridge route is offered: an installed bridge, or one trained here (live)."""
         return self.bridge_entry is not None or self.settings.live_bridge
+
+    def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
+        """The first FuseMix adapter model that has all of ``modalities``."""
+        return next((e for e in self.adapters if e.kind == "fusion" and set(modalities) <= e.modalities), None)
+
+    def has_fusion(self, *modalities: str) -> bool:
+        return self.fusion_entry(*modalities) is not None
+
+    def model_ids(self) -> dict[str, str]:
+        """Checkpoint ids (real) or stand-in folders (tiny; built on first call)."""
+        if self.standin:
+            suite = self.tiny_suite()
+            return {"clap": str(suite["clap"]), "sd": str(suite["sd"]), "reference": str(suite["clip"])}
+        return self.settings.real_ids()
 
     @property
     def live(self):
@@ -355,104 +369,55 @@ class DemoModels:
         if live is None:
             return None
         if live.ready and a2i.bridge is None:
-            from fusemix.bridge import ConditioningBridge
-
             with self._lock:
                 if a2i.bridge is None:
                     a2i.set_bridge(ConditioningBridge.from_pretrained(live.path, map_location=self.device))
         return live.label()
 
-    def fusion_entry(self, *modalities: str) -> AdapterEntry | None:
-        """The first FuseMix adapter model that has all of ``modalities``."""
-        return next((e for e in self.adapters if e.kind == "fusion" and set(modalities) <= e.modalities), None)
-
-    def has_fusion(self, *modalities: str) -> bool:
-        return self.fusion_entry(*modalities) is not None
-
-    def model_ids(self) -> dict[str, str]:
-        """Checkpoint ids (real) or stand-in folders (tiny; built on first call)."""
-        if self.standin:
-            suite = self.tiny_suite()
-            return {"clap": str(suite["clap"]), "sd": str(suite["sd"]), "reference": str(suite["clip"])}
-        return self.settings.real_ids()
-
-    def loaded(self) -> list[str]:
-        names = {"tiny_suite": "stand-ins", "clap_audio": "CLAP", "caption_bank": "caption bank",
-                 "audio_to_image": "audio-to-image", "reference": "reference CLIP"}
-        return [names[k[0]] for k in list(self._values) if k[0] in names]
-
-    # ---------------------------------------------------------------- tiny stand-ins
-
     @_shared
     def tiny_suite(self) -> dict[str, Path]:
-        """The stand-in models and adapters (built on first use, atomically, under the tiny root)."""
-        import torch
-
-        from fusemix.model import FusionConfig, FusionModel, ModalitySpec
-        from fusemix.tiny import STANDIN_FILE, build_tiny_suite, is_standin
-
-        if not self.standin:
-            raise RuntimeError("stand-ins are only used on the tiny profile")
+        """The stand-in models and the random FuseMix adapter (built on first use under the tiny root)."""
         suite = build_tiny_suite(self.tiny_root / "models", extras=("clip",))
-        note = {"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()}
-
-        def build_fusion(d: Path) -> None:
-            FusionModel(FusionConfig(
+        d = self.tiny_root / "adapters" / "fusion"
+        try:  # one saved by an older fusemix may no longer load: it is random, rebuild it
+            if is_standin(d):
+                FusionModel.from_pretrained(d)
+                return dict(suite)
+        except Exception:  # noqa: BLE001
+            logger.info("rebuilding stale stand-in adapter %s", d)
+        with torch.random.fork_rng(devices=[]):  # seeded: every build (and a racing one) writes the same bytes
+            torch.manual_seed(0)
+            model = FusionModel(FusionConfig(
                 modalities={"audio": ModalitySpec(f"clap-audio:{suite['clap']}", 16, "projected"),
                             "text": ModalitySpec(f"sentence:{suite['sentence']}", 32, "mean"),
                             "image": ModalitySpec(f"image:{suite['image']}", 32, "cls")},
-                proj_dim=16, depth=1, expansion=2, dropout=0.0, extra=note)).save_pretrained(d)
-
-        adapters = self.tiny_root / "adapters"
-        for d, build, load in ((adapters / "fusion", build_fusion, FusionModel.from_pretrained),):
-            try:  # a stand-in saved by an older fusemix may no longer load: it is random, rebuild it
-                if is_standin(d):
-                    load(d)
-                    continue
-            except Exception:  # noqa: BLE001
-                logger.info("rebuilding stale stand-in adapter %s", d)
-            tmp = d.with_name(f".{d.name}.{os.getpid()}.{threading.get_ident()}")  # atomic: build, then rename
-            shutil.rmtree(tmp, ignore_errors=True)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                build(tmp)
-            (tmp / STANDIN_FILE).write_text(STANDIN_ADAPTER_NOTE)
-            shutil.rmtree(d, ignore_errors=True)
-            try:
-                os.replace(tmp, d)
-            except OSError:  # another process put a fresh copy there first
-                shutil.rmtree(tmp, ignore_errors=True)
+                proj_dim=16, depth=1, expansion=2, dropout=0.0,
+                extra={"standin": True, "note": STANDIN_ADAPTER_NOTE.strip()}))
+        (d / STANDIN_FILE).unlink(missing_ok=True)
+        model.save_pretrained(d)  # each file written atomically, the config last
+        atomic_write_text(d / STANDIN_FILE, STANDIN_ADAPTER_NOTE)  # the marker last: the build is complete
         return dict(suite)
 
-    # ---------------------------------------------------------------- loaders
+    def _audio_encoder(self, model_id: str):
+        """A CLAP audio encoder held to the upload limits."""
+        lim = self.settings.limits
+        return load_encoder("clap-audio", model_id, device=self.device, max_seconds=lim.max_audio_seconds,
+                            min_seconds=lim.min_audio_seconds, max_bytes=lim.max_upload_mb * 2**20)
 
     @_shared
     def clap_audio(self):
         """CLAP audio encoder (shared with the caption bank's text tower through fusemix's CLAP cache)."""
-        from fusemix.encoders import load_encoder
-
-        lim = self.settings.limits
-        return load_encoder("clap-audio", self.model_ids()["clap"], device=self.device,
-                            max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
-                            max_bytes=lim.max_upload_mb * 1024 * 1024)
+        return self._audio_encoder(self.model_ids()["clap"])
 
     @_shared
     def caption_bank(self):
         """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        from fusemix.caption_bank import CaptionBank
-        from fusemix.encoders import load_encoder
-
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
     def audio_to_image(self):
         """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
-        import torch
         from diffusers import StableDiffusionPipeline
-
-        from fusemix.bridge import ConditioningBridge
-        from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
-        from fusemix.generation import AudioToImage
 
         ids = self.model_ids()
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
@@ -473,27 +438,19 @@ class DemoModels:
                 self.bridge_error = str(exc)
                 self.adapter_problems.append(f"bridge {entry.path} not used: {exc}")
                 logger.warning("bridge %s not used: %s", entry.path, exc)
-        from fusemix.tiny import is_standin
-
         return AudioToImage(pipe, self.clap_audio(), bridge=bridge, caption_bank=self.caption_bank(),
                             standin=self.standin or is_standin(ids["sd"]) or is_standin(ids["clap"]))
 
     @_shared
     def reference(self):
         """The reference CLIP scorer (zero training)."""
-        from fusemix.reference import ReferenceScorer
-
-        from fusemix.tiny import is_standin
-
         ref = self.model_ids()["reference"]
         return ReferenceScorer.from_pretrained(ref, device=self.device, standin=self.standin or is_standin(ref))
 
     @_shared
     def fusion_model(self, path: Path):
-        from fusemix.model import FusionModel
-
         if self.standin:
-            self.tiny_suite()  # builds the stand-in adapters too
+            self.tiny_suite()  # builds the stand-in adapter too
         return FusionModel.from_pretrained(path).to(self.device)
 
     def space(self, scorer: str, *modalities: str):
@@ -510,27 +467,20 @@ class DemoModels:
 
     @_shared
     def _fusion_space(self, path: Path, modalities: tuple[str, ...]):
-        from fusemix.encoders import load_encoder
-        from fusemix.retrieval import EmbeddingSpace
-
         model = self.fusion_model(path)
-        lim = self.settings.limits
         encoders = {}
         for m in modalities:
             kind, model_id = encoder_of(model.config.modalities[m].encoder, m)
             if kind == "clap-audio" and model_id == self.model_ids()["clap"]:
                 encoders[m] = self.clap_audio()  # the same CLAP as audio -> image: load it once
             elif kind == "clap-audio":
-                encoders[m] = load_encoder(kind, model_id, device=self.device, max_seconds=lim.max_audio_seconds,
-                                           min_seconds=lim.min_audio_seconds)
+                encoders[m] = self._audio_encoder(model_id)
             else:
                 encoders[m] = load_encoder(kind, model_id, device=self.device)
         # the encoders were loaded from the ids the checkpoint records ("KIND:ID"), so the retriever's
         # own id comparison (plain id against "KIND:ID") is skipped; widths are still checked
         return EmbeddingSpace.from_fusion(model, encoders, name="FuseMix adapters", strict_encoder=False,
                                           standin=self.standin)
-
-    # ---------------------------------------------------------------- galleries
 
     def gallery_names(self) -> list[str]:
         """The default gallery, and the folder given with ``--gallery`` (by its name)."""
@@ -544,38 +494,23 @@ class DemoModels:
         emb = space.embedder("image")
 
         def build():
-            from fusemix.default_gallery import build_default_gallery
-            from fusemix.gallery import Gallery
-
             if name == DEFAULT_GALLERY:
-                return build_default_gallery(emb, emb.fingerprint, progress=False)
-            return Gallery.from_folder(self.settings.gallery, emb, emb.fingerprint, modality="image",
-                                       progress=False)
+                return build_default_gallery(emb, progress=False)
+            return Gallery.from_folder(self.settings.gallery, emb, modality="image", progress=False)
 
         return self._once(("gallery", scorer, emb.fingerprint, name), build)
 
-    def caption_texts(self) -> tuple[list[str], list[dict]]:
-        """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
-        from fusemix.caption_bank import load_captions
-        from fusemix.default_gallery import default_captions
-
-        found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
-        for c, f in zip(*default_captions()):
-            found.setdefault(c, {"source": f"caption of {f} (default gallery)"})
-        for c in load_captions():
-            found.setdefault(c, {"source": "caption bank (sound descriptions)"})
-        return list(found), list(found.values())
-
     def caption_gallery(self, scorer: str, space):
+        """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
         emb = space.embedder("text")
 
         def build():
-            from fusemix.gallery import Gallery, default_cache_dir
-
-            texts, meta = self.caption_texts()
-            for m, t in zip(meta, texts):
-                m["caption"] = t
-            return Gallery.from_items(texts, emb, emb.fingerprint, modality="text", meta=meta,
+            found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
+            for c, f in zip(*default_captions()):
+                found.setdefault(c, {"caption": c, "source": f"caption of {f} (default gallery)"})
+            for c in load_captions():
+                found.setdefault(c, {"caption": c, "source": "caption bank (sound descriptions)"})
+            return Gallery.from_items(list(found), emb, modality="text", meta=list(found.values()),
                                       cache_dir=default_cache_dir(), name="demo-captions", progress=False)
 
         return self._once(("captions", scorer, emb.fingerprint), build)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Regenerate the demo's example sounds: all made here, none recorded or downloaded.
 
-    python demo/examples/make_examples.py
+    python tools/make_examples.py
 
-Writes 16 kHz mono 16-bit WAV files of a few seconds next to this script. Tones and noise are
+Writes 16 kHz mono 16-bit WAV files of a few seconds into demo/examples/. Tones and noise are
 synthesized with numpy under a fixed seed (the files are identical on every run); the speech clip
 is spoken by espeak-ng (Debian package ``espeak-ng``) and skipped with a note when it is absent.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 
 SR = 16_000
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parents[1] / "demo" / "examples"
 SPEECH_TEXT = "A dog is barking in the park, and birds are singing."
 
 
