@@ -98,7 +98,7 @@ class Settings:
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
-    live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (demo/live_bridge.py)
+    live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (train_bridge.LiveBridge)
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -346,14 +346,14 @@ class DemoModels:
 
     @property
     def live(self):
-        """The bridge trained on this machine (demo/live_bridge.py), once started; else None."""
+        """The bridge trained on this machine (train_bridge.LiveBridge), once started; else None."""
         return self._values.get(("live",))
 
     def start_live_bridge(self):
         """No installed bridge: train one from captions for the loaded CLAP + SD, in the background."""
         if self.bridge_entry is not None or not self.settings.live_bridge:
             return None
-        from demo.live_bridge import LiveBridge
+        from train_bridge import LiveBridge
 
         def make():
             ids = self.model_ids()

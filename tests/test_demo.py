@@ -462,7 +462,7 @@ def test_incompatible_bridge_leaves_the_caption_route_working(shared_env, tmp_pa
 def test_bridge_requests_while_the_live_bridge_trains_or_failed_get_the_caption_route(shared_env, monkeypatch,
                                                                                       tmp_path, child, note):
     from demo.app import Demo
-    from demo.live_bridge import LiveBridge
+    from train_bridge import LiveBridge
     from demo.models import DemoModels, Resolution, Settings
 
     monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", child])

@@ -1,7 +1,7 @@
-"""The app's background bridge training (demo/live_bridge.py) on the tiny stand-ins."""
+"""The app's background bridge training (train_bridge.LiveBridge) on the tiny stand-ins."""
 import pytest
 
-from demo.live_bridge import LiveBridge
+from train_bridge import LiveBridge
 from fusemix.tiny import build_tiny_suite
 
 FAST = ["--epochs", "4", "--eval_every", "2", "--save_every", "2"]
