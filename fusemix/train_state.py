@@ -1,8 +1,7 @@
 """Resumable training checkpoints: weights, optimiser state and progress, no pickle.
 
-A checkpoint is a directory ``ckpt-<step>`` written whole under a temporary name and renamed
-into place, then ``latest.json`` is switched to it atomically. A kill or a full disk at any
-point leaves the previous checkpoint and pointer intact.
+``ckpt-<step>`` is written whole under a temporary name and renamed into place, then ``latest.json``
+is switched to it atomically: a kill or a full disk at any point leaves the previous one intact.
 """
 from __future__ import annotations
 
