@@ -1,7 +1,7 @@
 """Pair sources: where (item, captions) pairs come from, before any encoder touches them.
 
-A source is a random-access sequence of :class:`PairRecord` (id, item: a path or a loaded object,
-captions; several captions per item stay one group). Bad rows never stop a dataset: they are left
+A source holds ``ids``, the ``captions`` of each item (several per item stay one group) and loads
+item ``i`` (a path or a loaded object) with ``item(i)``. Bad rows never stop a dataset: they are left
 out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL), :func:`open_folder`
 (``audiofolder``/``imagefolder``, read here: ``datasets`` needs torchcodec even undecoded) and
 :class:`DatasetSource`. ``fingerprint()`` changes with any file, id or caption, so the latent cache
@@ -26,13 +26,6 @@ METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 
 class PairSourceError(ValueError):
     """A source that cannot be read at all (bad path, missing column, unknown format)."""
-
-
-@dataclass(frozen=True)
-class PairRecord:
-    item_id: str
-    item: Any
-    captions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -87,15 +80,6 @@ class PairSource:
 
     def __len__(self) -> int:
         return len(self.ids)
-
-    def __getitem__(self, i: int) -> PairRecord:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"record {i} out of range for a source of {len(self)}")
-        i %= len(self)
-        return PairRecord(self.ids[i], self.item(i), self.captions[i])
-
-    def __iter__(self) -> Iterator[PairRecord]:
-        return (self[i] for i in range(len(self)))
 
     @property
     def num_captions(self) -> int:
