@@ -74,14 +74,6 @@ class ImageItemLoader(RawItemLoader):
         return open_image(super().__call__(i))
 
 
-@dataclass(frozen=True)
-class CaptionLoader:
-    captions: tuple[str, ...]
-
-    def __call__(self, j: int) -> str:
-        return self.captions[j]
-
-
 @dataclass
 class ExtractionReport:
     """What went in, what came out, and every item or caption left out (with its reason)."""
@@ -196,7 +188,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
     cap_item = torch.tensor([i for i, caps in enumerate(src.captions) for _ in caps], dtype=torch.long)
     cap_ids = [f"{item_id}#{k}" for item_id, caps in zip(src.ids, src.captions) for k in range(len(caps))]
-    cap_loader = CaptionLoader(tuple(c for caps in src.captions for c in caps))
+    cap_loader = tuple(c for caps in src.captions for c in caps).__getitem__  # picklable, for the workers
     cap_units = Units(cap_ids, src.captions_fingerprint(), cap_loader, kind="captions")
     if x_from_captions:
         x_units = cap_units
@@ -286,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     state = default_state()
-    captions = [c.strip() for c in args.caption_column.split(",") if c.strip()]
-    caption_column: str | list[str] = captions[0] if len(captions) == 1 else captions
+    caption_column = [c.strip() for c in args.caption_column.split(",") if c.strip()]
     try:
         if args.hub:
             if not args.item_column:

@@ -48,8 +48,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FusionConfig":
-        d = {k: v for k, v in d.items() if k != "model_type"}
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k != "model_type"})
 
 
 class FusionModel(nn.Module, Pretrained):

@@ -43,12 +43,6 @@ def _byte_alphabet() -> list[str]:
     return sorted(ByteLevel.alphabet())
 
 
-def _write_standin(path: Path, kind: str, seed: int) -> None:
-    text = _STANDIN_TEXT.format(kind=kind, seed=seed)
-    (path / STANDIN_FILE).write_text(text)
-    (path / "README.md").write_text(f"# {kind} (random stand-in)\n\n{text}")
-
-
 def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable[[Path], None]) -> Path:
     """Run ``build(tmpdir)`` under a fixed seed, then move the result to ``path``."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -62,7 +56,9 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             build(tmp)
-        _write_standin(tmp, kind, seed)
+        text = _STANDIN_TEXT.format(kind=kind, seed=seed)
+        (tmp / STANDIN_FILE).write_text(text)
+        (tmp / "README.md").write_text(f"# {kind} (random stand-in)\n\n{text}")
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp's 0700; safetensors writes 0600 files
             usual_permissions(p)
         if path.exists():
