@@ -52,12 +52,8 @@ def available_images(root: str | os.PathLike | None = None) -> list[DefaultImage
 
 def default_captions(root: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
     """The labelled set: (captions, image file each caption describes), two captions per photograph."""
-    captions, files = [], []
-    for img in available_images(root):
-        for c in img.captions:
-            captions.append(c)
-            files.append(img.file)
-    return captions, files
+    pairs = [(c, img.file) for img in available_images(root) for c in img.captions]
+    return [c for c, _ in pairs], [f for _, f in pairs]
 
 
 def build_default_gallery(embed_fn: Callable, fingerprint: str | None = None, *, cache_dir=None, root=None, **kwargs):

@@ -75,9 +75,7 @@ def _roberta_tokenizer(model_max_length: int):
     from transformers import RobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    vocab = {tok: i for i, tok in enumerate(specials)}
-    for ch in _byte_alphabet():
-        vocab.setdefault(ch, len(vocab))
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + _byte_alphabet()))}
     for a, b in _COMMON_PAIRS:
         vocab.setdefault(a + b, len(vocab))
     return RobertaTokenizer(vocab=vocab, merges=list(_COMMON_PAIRS), model_max_length=model_max_length)
@@ -86,11 +84,8 @@ def _roberta_tokenizer(model_max_length: int):
 def _clip_tokenizer(model_max_length: int = 77):
     from transformers import CLIPTokenizer
 
-    vocab: dict[str, int] = {}
-    for ch in _byte_alphabet():
-        vocab[ch] = len(vocab)
-    for ch in _byte_alphabet():
-        vocab[ch + "</w>"] = len(vocab)
+    alphabet = _byte_alphabet()
+    vocab = {tok: i for i, tok in enumerate(alphabet + [ch + "</w>" for ch in alphabet])}
     merges = []
     for a, b in _COMMON_PAIRS:
         merges.append((a, b))
