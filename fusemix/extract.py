@@ -242,12 +242,9 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
 def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
-    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
-
-    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction`
-    (``num_workers``: 0 decodes in this process, None picks :func:`default_num_workers`). Left-out
-    items are logged; :func:`run_extraction` also gives the :class:`ExtractionReport`.
-    """
+    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from
+    encoder objects or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction` (``num_workers``:
+    0 decodes here, None: :func:`default_num_workers`), which also gives the :class:`ExtractionReport`."""
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
 
 

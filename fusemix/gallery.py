@@ -345,10 +345,8 @@ class Gallery:
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, query, k: int = 10) -> list[Hit]:
-        """Top-``k`` items for one query vector ``[P]`` (or ``[1, P]``), best first.
-
-        ``k`` larger than the gallery returns every item (clamped, not an error); ``k < 1`` is an error.
-        """
+        """Top-``k`` items for one query vector ``[P]`` (or ``[1, P]``), best first; ``k`` over the
+        gallery's size returns every item, ``k < 1`` is an error."""
         q = torch.as_tensor(query) if not isinstance(query, torch.Tensor) else query
         if q.ndim == 2 and q.shape[0] == 1:
             q = q[0]
@@ -485,11 +483,8 @@ class Gallery:
                    keys: Sequence[str] | None = None, meta: Sequence[dict] | None = None,
                    cache_dir: str | os.PathLike | None = None, name: str = "items", batch_size: int = 32,
                    progress: bool | None = None) -> "Gallery":
-        """A gallery of in-memory items (captions, PIL images, ``(sr, array)`` clips, dataset rows).
-
-        Items are matched to the cache (only with ``cache_dir``) by :func:`content_hash`; an item whose
-        content repeats an earlier one is skipped.
-        """
+        """A gallery of in-memory items (captions, PIL images, ``(sr, array)`` clips, dataset rows), cached
+        only with ``cache_dir``, by :func:`content_hash`; an item repeating an earlier one is skipped."""
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
             raise GalleryError(f"items must be a list, got {type(items).__name__}")
         if len(items) == 0:

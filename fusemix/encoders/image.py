@@ -46,12 +46,8 @@ def check_image_size(size: tuple[int, int], name: str = "image", *, max_pixels: 
 
 def open_image(item: Any, *, max_pixels: int | None = None,
                max_aspect: float | None = None) -> "PIL.Image.Image":  # noqa: F821
-    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image.
-
-    Files and bytes are checked against ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) and
-    ``max_aspect`` (default :data:`MAX_ASPECT_RATIO`) from their header, before decoding; PIL images
-    and arrays against the same limits before conversion. ``0`` turns a limit off.
-    """
+    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image. ``max_pixels`` and
+    ``max_aspect`` (default: the module's limits; 0: off) are checked on a file's header, before decoding."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):
