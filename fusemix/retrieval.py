@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .conventions import model_id_of, same_model
 from .model import FusionModel
 
 
@@ -54,8 +55,8 @@ class Embedder:
 
 class FusionEmbedder(Embedder):
     """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent
-    width is an error; another encoder id too, unless ``strict_encoder=False`` (e.g. the same model
-    loaded from a local snapshot path instead of its hub id)."""
+    width is an error; another model (a spec's ``KIND:`` aside) too, unless ``strict_encoder=False``
+    (e.g. the same model loaded from a local snapshot path instead of its hub id)."""
 
     def __init__(self, encoder, model: FusionModel, modality: str | None = None, *, strict_encoder: bool = True):
         modality = modality or encoder.modality
@@ -65,7 +66,7 @@ class FusionEmbedder(Embedder):
         if int(encoder.dim) != int(spec.dim):
             raise RetrievalError(f"the {modality} adapter reads {spec.dim}-d latents of {spec.encoder}, but the "
                                  f"encoder {encoder.model_id} produces {encoder.dim}-d latents")
-        if strict_encoder and spec.encoder and str(encoder.model_id) != str(spec.encoder):
+        if strict_encoder and spec.encoder and not same_model(model_id_of(spec.encoder), str(encoder.model_id)):
             raise RetrievalError(f"the {modality} adapter was trained on latents of {spec.encoder}, not "
                                  f"{encoder.model_id}; pass strict_encoder=False if they are the same model")
         self.encoder, self.model = encoder, model.eval()
