@@ -1,13 +1,10 @@
 """Decode, validate and resample audio from every entry point fusemix has.
 
-:func:`load_audio` turns a path, bytes, a binary file object, Gradio's ``(sample_rate, int16 array)``,
-a ``datasets`` audio dict or a numpy array into float32 mono in [-1, 1] at the encoder's rate. Bad
-input raises :class:`AudioError` (a ``ValueError``) with a plain message, before any large read when
-possible (size before reading, duration from the header before decoding). Decoding: soundfile
-(libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...); resampling: soxr HQ; no ffmpeg needed.
-
-Policies: silence is valid audio (``reject_silent=True`` or :func:`is_silent` to refuse it);
-samples outside [-1, 1] are clipped; NaN or infinite samples are rejected; channels are averaged.
+:func:`load_audio` turns paths, bytes, file objects, Gradio's ``(rate, int16 array)``, ``datasets``
+audio dicts and arrays into float32 mono in [-1, 1] (soundfile to decode, soxr HQ to resample).
+Bad input raises an :class:`AudioError` (a ``ValueError``) with a plain message, before any large
+read when possible. Silence is valid unless ``reject_silent``; samples outside [-1, 1] are clipped;
+NaN or infinite samples are refused; channels are averaged.
 """
 
 from __future__ import annotations
@@ -16,7 +13,7 @@ import io
 import math
 import numbers
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +66,6 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"duration": self.duration}
 
 
 def _describe(source: AudioSource) -> str:
@@ -156,13 +150,9 @@ def _array_source(source: AudioSource, source_sr: int | None) -> tuple[np.ndarra
                 return None
             raise AudioError("an audio dict needs 'array' and 'sampling_rate' keys")
         return np.asarray(source["array"]), _check_rate(source["sampling_rate"], "sampling_rate")
-    if isinstance(source, np.ndarray):
+    if isinstance(source, np.ndarray) or (hasattr(source, "__array__") and not isinstance(source, (bytes, str))):
         if source_sr is None:
-            raise AudioError("a bare numpy array needs source_sr= (its sample rate)")
-        return source, _check_rate(source_sr, "source_sr")
-    if hasattr(source, "__array__") and not isinstance(source, (bytes, bytearray, str)):
-        if source_sr is None:
-            raise AudioError("an array-like audio source needs source_sr= (its sample rate)")
+            raise AudioError("a bare (numpy or array-like) audio array needs source_sr= (its sample rate)")
         return np.asarray(source), _check_rate(source_sr, "source_sr")
     return None
 
@@ -238,10 +228,9 @@ def load_audio(source: AudioSource, target_sr: int = 48_000, *, source_sr: int |
     """Decode ``source`` to float32 mono samples in [-1, 1] at ``target_sr``.
 
     ``source``: a path, bytes, a binary file object, ``(sample_rate, array)`` (Gradio), a dict with
-    ``array``/``sampling_rate`` (HF datasets) or ``path``/``bytes``, or a numpy array together with
-    ``source_sr``. Arrays may be (frames,), (frames, channels) or (channels, frames); integer PCM is
-    scaled by its full scale (int16 / 32768, ...). ``max_seconds`` is checked from the header before
-    decoding, ``max_bytes`` before reading. Raises :class:`AudioError` for unusable audio.
+    ``array``/``sampling_rate`` or ``path``/``bytes`` (datasets), or an array with ``source_sr``:
+    (frames,), (frames, channels) or (channels, frames), integer PCM scaled by its full scale.
+    ``max_bytes`` is checked before reading, ``max_seconds`` from the header before decoding.
     """
     target_sr = _check_rate(target_sr, "target_sr")
     mono, sr = decode_audio(source, source_sr=source_sr, max_seconds=max_seconds,
@@ -263,11 +252,15 @@ def decode_audio(source: AudioSource, *, source_sr: int | None = None, max_secon
     if arr is not None:
         raw, sr = arr
         if raw.size == 0:
-            raise AudioError(f"audio array is empty ({name})")
+            raise AudioLengthError(f"audio array is empty ({name})")
         frames = _to_frames_channels(raw)
         if frames.shape[0] / sr > max_seconds:
-            raise AudioError(f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
+            raise AudioLengthError(f"audio is {frames.shape[0] / sr:.1f} s long, over the {max_seconds:g} s limit "
+                                   f"({name})")
         samples = _to_float(frames)
+        if not np.isfinite(samples).all():
+            raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
+        mono = _downmix(samples)
     else:
         if isinstance(source, dict):
             source = source.get("bytes") or source.get("path")
@@ -279,7 +272,8 @@ def decode_audio(source: AudioSource, *, source_sr: int | None = None, max_secon
                 raise AudioError(f"{name} has {f.channels} channels, at most {MAX_CHANNELS} supported")
             max_frames = int(math.ceil(max_seconds * sr))
             if f.frames > max_frames:
-                raise AudioError(f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit ({name})")
+                raise AudioLengthError(f"audio is {f.frames / sr:.1f} s long, over the {max_seconds:g} s limit "
+                                       f"({name})")
             # Read one frame past the limit: headers of some formats only estimate the length.
             # 3+ channels are decoded in blocks and down-mixed as they come (peak memory: the mono
             # signal); mono and stereo in one go (block reads change libsndfile's MP3 output).
@@ -304,12 +298,6 @@ def decode_audio(source: AudioSource, *, source_sr: int | None = None, max_secon
         if n > max_frames:
             raise AudioLengthError(f"audio is over the {max_seconds:g} s limit ({name})")
         mono = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    if arr is not None:
-        if samples.shape[0] == 0:
-            raise AudioLengthError(f"audio contains no samples ({name})")
-        if not np.isfinite(samples).all():
-            raise InvalidSamplesError(f"audio contains NaN or infinite samples ({name})")
-        mono = _downmix(samples)
     if mono.shape[0] == 0:
         raise AudioLengthError(f"audio contains no samples ({name})")
     duration = mono.shape[0] / sr

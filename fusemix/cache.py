@@ -1,26 +1,11 @@
 """The latent cache: each frozen encoder runs once over a dataset, its outputs kept on disk.
 
-One directory per (units fingerprint, ``encoder.describe()``, pooling, stored dtype, shard size),
-named by their hash: a changed encoder or dataset lands in a new directory, never mixed with an old.
-
-Layout of ``<root>/<model>-<kind>-<key>/``::
-
-    manifest.json            encoder, pooling, dtype, dim, count, per-shard sha256 + failures, complete
-    item_ids.json            the unit ids in order (written once; the manifest holds its sha256)
-    shard-00000.safetensors  ``latents`` [k, ...] and ``index`` [k] (unit positions that succeeded)
-    progress-rank<r>.json    only while ranks > 0 of a multi-process run are working
-
-Units are split into fixed shards of ``shard_size`` by position and batches never straddle one, so
-a shard's content does not depend on how many processes ran or where a run stopped. Shards and the
-manifest (rewritten after every shard) are written atomically: a killed run resumes from its last
-complete shard, and a shard whose bytes do not match its sha256 is encoded again. Under
-``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
-
-Encoders with the ``prepare`` / ``collate`` / ``forward`` split have ``prepare`` run in DataLoader
-workers, overlapping the forward in the main process; others get ``encode(list)`` on what
-``Units.load`` returns. Items that fail to load, that ``prepare`` or the encoder rejects
-(``ValueError``, isolated by :func:`encode_rows`) or that come out non-finite are recorded
-(position, id, reason) and skipped; anything else stops the run.
+``<root>/<model>-<kind>-<key>/`` (key: hash of the units' fingerprint, ``encoder.describe()``,
+pooling, dtype and shard size) holds ``manifest.json``, ``item_ids.json`` and fixed shards
+``shard-00000.safetensors`` (``latents`` and the ``index`` of the units that succeeded). Shards and
+manifest are written atomically and checksummed, so a killed run resumes from its last complete
+shard; under ``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
+Items that fail to load or that the encoder rejects are recorded with their reason and skipped.
 """
 from __future__ import annotations
 
@@ -107,8 +92,7 @@ def cache_key(units: Units, encoder: Any, *, dtype: str = "float32", shard_size:
 
 
 class SingleProcess:
-    """What ``build`` reads from accelerate's ``PartialState`` for a one-process run, without
-    starting accelerate (scripts, benchmarks, tests)."""
+    """accelerate's ``PartialState`` for a one-process run, without starting accelerate."""
 
     process_index, num_processes = 0, 1
     is_main_process = is_local_main_process = True
@@ -118,16 +102,14 @@ class SingleProcess:
 
 
 def default_state() -> Any:
-    """accelerate's process state; ``cpu=True`` without CUDA, else ``torchrun`` on a CPU machine
-    gives independent single-process states that each encode everything."""
+    """accelerate's process state (``cpu=True`` without CUDA, so torchrun ranks on a CPU share work)."""
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.cuda.is_available())
 
 
 class _UnitDataset(Dataset):
-    """Loads unit ``pos`` and runs ``prepare`` on it, in a worker. A failure to load (any exception)
-    or a rejecting ``prepare`` (ValueError, OSError) becomes a reason; other exceptions propagate."""
+    """Loads unit ``pos`` and runs ``prepare`` on it, in a worker; a failure becomes a reason."""
 
     def __init__(self, load: Callable[[int], Any], prepare: Callable[[Any], Any] | None) -> None:
         self.load, self.prepare = load, prepare
@@ -149,9 +131,8 @@ WORKER_NICENESS = 19
 
 
 def _worker_init(_: int) -> None:
-    """Set up a decoding worker: lowest CPU priority (it fills the cores the forward leaves idle
-    and never stalls torch's threads), freed memory kept (:mod:`fusemix.malloc`), one BLAS thread
-    (workers are the unit of parallelism). Figures: docs/performance.md."""
+    """A decoding worker: lowest CPU priority (never stalls the forward), freed memory kept
+    (:mod:`fusemix.malloc`), one BLAS thread (workers are the unit of parallelism)."""
     try:
         os.nice(WORKER_NICENESS)
     except OSError:  # pragma: no cover - a platform or sandbox that refuses it: run as is
@@ -183,10 +164,9 @@ def encode_rows(fn: Callable[[list], Any], items: Sequence[Any], *,
                 check: Callable[[Any, int], torch.Tensor] = _as_tensor,
                 rejects: tuple[type[BaseException], ...] = (ValueError,)
                 ) -> list[tuple[torch.Tensor | None, BaseException | None]]:
-    """``fn`` over ``items`` as one batch; if that raises one of ``rejects``, over each item alone,
-    so one bad item costs only itself. Returns ``(row, None)`` or ``(None, exception)`` per item.
-    ``check(out, n)`` makes ``fn``'s output an ``[n, ...]`` tensor or raises: its errors, and
-    exceptions not in ``rejects``, are faults and propagate. Used by the cache and galleries."""
+    """``fn`` over ``items`` as one batch, or over each item alone if that raises one of ``rejects``:
+    ``(row, None)`` or ``(None, exception)`` per item. ``check(out, n)`` makes the output an
+    ``[n, ...]`` tensor or raises; its errors, and other exceptions, propagate."""
     items = list(items)
     if not items:
         return []
@@ -423,7 +403,3 @@ class LatentCache:
         latents = torch.cat(lat) if lat else torch.zeros([0] + shape, dtype=STORE_DTYPES[self.dtype])
         index = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.int64)
         return CachedLatents(ids=ids, index=index, latents=latents, failed=failed)
-
-
-__all__ = ["BuildStats", "CacheError", "CachedLatents", "LatentCache", "SingleProcess", "Units", "cache_key",
-           "default_state", "encode_rows", "prepares"]

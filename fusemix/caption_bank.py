@@ -1,10 +1,9 @@
 """The zero-training baseline: a sound's CLAP latent -> the nearest captions of a caption bank.
 
-CLAP puts audio and text in one space, so before any bridge is trained a sound can be described
-by the captions whose CLAP text embedding is closest to its CLAP audio embedding; those captions
-then become an ordinary Stable Diffusion prompt. The bank ships with fusemix
-(``fusemix/data/caption_bank.txt``, a few hundred everyday sound descriptions written for this
-project). Its embeddings are computed once per (CLAP model, bank file) and cached as safetensors.
+CLAP puts audio and text in one space, so before any bridge is trained a sound can be described by
+the captions nearest its audio embedding, which then become an ordinary Stable Diffusion prompt.
+The bank ships with fusemix (``fusemix/data/caption_bank.txt``); its embeddings are cached per
+(CLAP model, bank file).
 """
 from __future__ import annotations
 
@@ -67,21 +66,8 @@ def default_cache_dir() -> Path:
     return cache_root("caption_bank")
 
 
-def _model_key(model_id: str) -> str:
-    """A model id, plus file sizes and times when it is a local directory (so a rebuilt dir re-embeds)."""
-    p = Path(model_id).expanduser()
-    if not p.is_dir():
-        return model_id
-    parts = [str(p.resolve())]
-    for f in sorted(p.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            parts.append(f"{f.relative_to(p)}:{st.st_size}:{st.st_mtime_ns}")
-    return "\n".join(parts)
-
-
-def cache_key(model_id: str, bank_sha256: str) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}\n{_model_key(model_id)}\n{bank_sha256}".encode())
+def cache_key(model_id: str, revision: str | None, bank_sha256: str) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}\n{model_id}\n{revision}\n{bank_sha256}".encode())
     return h.hexdigest()[:24]
 
 
@@ -107,40 +93,28 @@ class CaptionBank:
 
     @classmethod
     def build(cls, text_encoder, path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-              batch_size: int = 64, use_cache: bool = True) -> "CaptionBank":
-        """Embed the bank with a CLAP text encoder (``.encode(list[str])``, ``.model_id``), cached.
-
-        The cache file is keyed by the model id (and, for a local directory, its files' sizes and
-        times) and the bank file's sha256, so another model or an edited bank never reuses it.
-        """
+              batch_size: int = 64) -> "CaptionBank":
+        """Embed the bank with a CLAP text encoder (``.encode(list[str])``, ``.model_id``), cached by
+        model id and revision (a local folder's content hash) and the bank file's sha256."""
         path = Path(path) if path is not None else default_bank_path()
         captions = load_captions(path)
         model_id = str(getattr(text_encoder, "model_id", "unknown"))
         bank_sha = sha256_file(path)
-        cache_file = Path(cache_dir or default_cache_dir()) / f"bank-{cache_key(model_id, bank_sha)}.safetensors"
-        if use_cache:
-            cached = _read_cache(cache_file, model_id, bank_sha, len(captions))
-            if cached is not None:
-                return cls(captions, cached, model_id)
+        key = cache_key(model_id, getattr(text_encoder, "revision", None), bank_sha)
+        cache_file = Path(cache_dir or default_cache_dir()) / f"bank-{key}.safetensors"
+        cached = _read_cache(cache_file, model_id, bank_sha, len(captions))
+        if cached is not None:
+            return cls(captions, cached, model_id)
         if batch_size < 1:
             raise CaptionBankError(f"batch_size must be >= 1, got {batch_size}")
         rows = [torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu()
                 for s in range(0, len(captions), batch_size)]
         emb = torch.cat(rows)
         bank = cls(captions, emb, model_id)
-        if use_cache:
-            atomic_save_safetensors(cache_file, {"embeddings": bank.embeddings}, {
-                "model_id": model_id, "bank_sha256": bank_sha, "count": str(len(captions)),
-                "format": f"fusemix.caption_bank.v{CACHE_VERSION}"})
+        atomic_save_safetensors(cache_file, {"embeddings": bank.embeddings}, {
+            "model_id": model_id, "bank_sha256": bank_sha, "count": str(len(captions)),
+            "format": f"fusemix.caption_bank.v{CACHE_VERSION}"})
         return bank
-
-    @classmethod
-    def from_pretrained(cls, clap_model: str, path: str | os.PathLike | None = None,
-                        cache_dir: str | os.PathLike | None = None, device: str = "cpu") -> "CaptionBank":
-        """Load CLAP's text tower by id/path (``fusemix.encoders``) and build the bank with it."""
-        from .encoders import load_encoder
-
-        return cls.build(load_encoder("clap-text", clap_model, device=device), path, cache_dir)
 
     @torch.no_grad()
     def search(self, latents: torch.Tensor, k: int = 3) -> list[list[CaptionMatch]]:

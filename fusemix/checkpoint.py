@@ -1,10 +1,8 @@
 """Saving and loading module weights as safetensors, with errors a person can act on.
 
-``load_state_strict`` compares every key and shape before touching the module, so a
-checkpoint from another encoder or a truncated file fails loudly and changes nothing.
-:class:`Pretrained` is the one ``save_pretrained`` / ``from_pretrained`` of fusemix's own models.
-``from_pretrained_safetensors`` is how every pretrained (Hugging Face) model is loaded: from
-safetensors files only, never from pickled ``*.bin`` weights.
+:class:`Pretrained` is the one ``save_pretrained`` / ``from_pretrained`` of fusemix's own models;
+``load_state_strict`` checks every key and shape before touching the module;
+``from_pretrained_safetensors`` loads every Hugging Face model from safetensors only, never pickle.
 """
 from __future__ import annotations
 
@@ -35,12 +33,9 @@ PICKLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 def from_pretrained_safetensors(cls, model_id, **kwargs):
     """``cls.from_pretrained(model_id, use_safetensors=True, **kwargs)`` for transformers and diffusers.
 
-    Why: both libraries fall back to unpickling ``pytorch_model.bin`` when a checkpoint has no
-    safetensors file, and some widely used repos ship only that on their main branch
-    (laion/clap-htsat-unfused does). fusemix never unpickles weights. For a hub repo without
-    safetensors, transformers itself looks for the hub's safetensors conversion (a
-    ``refs/pr/N`` revision) and loads that. What cannot be loaded raises
-    :class:`PickleOnlyCheckpointError` saying how to convert it.
+    Why: both fall back to unpickling ``pytorch_model.bin`` when a repo has no safetensors (the main
+    branch of laion/clap-htsat-unfused has none; transformers then finds the hub's conversion PR).
+    What cannot be loaded so raises :class:`PickleOnlyCheckpointError` saying how to convert it.
     """
     try:
         return cls.from_pretrained(model_id, use_safetensors=True, **kwargs)
@@ -61,22 +56,6 @@ def from_pretrained_safetensors(cls, model_id, **kwargs):
             f"Convert once where you trust the file: {cls.__name__}.from_pretrained(path).save_pretrained(new_dir) "
             f"writes safetensors; for a hub repo, a revision holding model.safetensors (its conversion PR, "
             f"refs/pr/N) also works.") from e
-
-
-def read_model_config(directory: Path, config_name: str, model_type: str) -> tuple[Path, dict]:
-    """``(path, raw dict)`` of a saved model's JSON config, refused unless it declares ``model_type``."""
-    cfg_path = directory / config_name
-    name = model_type.rpartition(".")[2]
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{directory} holds no {config_name}; is it a fusemix {name} directory?")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
-    if not isinstance(raw, dict) or raw.get("model_type") != model_type:
-        kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
-        raise CheckpointError(f"{cfg_path} describes a {kind!r}, not a {model_type}")
-    return cfg_path, raw
 
 
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
@@ -106,13 +85,9 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
 
 
 class Pretrained:
-    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``.
-
-    A save writes ``model.safetensors`` then ``config.json``, both atomically: the config comes
-    last, so its presence marks a complete save. A load refuses a config of another
-    ``MODEL_TYPE``, builds the model from the config (``_from_config`` raises the class's own
-    errors), runs ``check`` on it, then loads the weights strictly.
-    """
+    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``: weights,
+    then the config (its presence marks a complete save), both atomically. A load refuses a config of
+    another ``MODEL_TYPE``, builds the model from it, runs ``check``, then loads the weights strictly."""
 
     MODEL_TYPE = ""
 
@@ -134,7 +109,16 @@ class Pretrained:
     @classmethod
     def _load_pretrained(cls, directory: str | Path, check=None, map_location="cpu"):
         directory = Path(directory)
-        cfg_path, raw = read_model_config(directory, CONFIG_NAME, cls.MODEL_TYPE)
+        cfg_path, name = directory / CONFIG_NAME, cls.MODEL_TYPE.rpartition(".")[2]
+        if not cfg_path.is_file():
+            raise CheckpointError(f"{directory} holds no {CONFIG_NAME}; is it a fusemix {name} directory?")
+        try:
+            raw = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{cfg_path} is not valid JSON: {e}") from e
+        if not isinstance(raw, dict) or raw.get("model_type") != cls.MODEL_TYPE:
+            kind = raw.get("model_type") if isinstance(raw, dict) else type(raw).__name__
+            raise CheckpointError(f"{cfg_path} describes a {kind!r}, not a {cls.MODEL_TYPE}")
         model = cls._from_config(cfg_path, raw)
         if check is not None:
             check(model)

@@ -1,14 +1,9 @@
 """The default image gallery: real photographs that ship inside scikit-image, so the demo works offline.
 
-scikit-image's ``skimage/data`` folder holds ~40 sample files.  Only the real photographs are used
-here (synthetic test patterns, clip-art, logos, computed images and near-duplicates are left out; see
-``EXCLUDED``).  Each photograph carries the licence and source that scikit-image's own documentation
-(the docstrings of the ``skimage.data`` loaders, version 0.26) states for it; where that documentation
-states none, ``licence`` says so instead of guessing. The table is data: ``fusemix/data/default_gallery.json``.
-
-Each photograph has two short human-written captions (written for this project by looking at the
-images), which make the gallery a tiny labelled set: caption -> image retrieval can be scored on it
-(``default_captions()``).  Any user folder can replace this gallery (``Gallery.from_folder``).
+The table (``fusemix/data/default_gallery.json``) lists the photographs of ``skimage/data`` (test
+patterns, clip-art and near-duplicates are in ``EXCLUDED``) with the licence and source scikit-image
+documents for each, and two captions written for this project: a tiny labelled set for caption ->
+image retrieval (``default_captions()``).
 """
 
 from __future__ import annotations
@@ -57,19 +52,13 @@ def available_images(root: str | os.PathLike | None = None) -> list[DefaultImage
 
 def default_captions(root: str | os.PathLike | None = None) -> tuple[list[str], list[str]]:
     """The labelled set: (captions, image file each caption describes), two captions per photograph."""
-    captions, files = [], []
-    for img in available_images(root):
-        for c in img.captions:
-            captions.append(c)
-            files.append(img.file)
-    return captions, files
+    pairs = [(c, img.file) for img in available_images(root) for c in img.captions]
+    return [c for c, _ in pairs], [f for _, f in pairs]
 
 
 def build_default_gallery(embed_fn: Callable, fingerprint: str | None = None, *, cache_dir=None, root=None, **kwargs):
-    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta.
-
-    ``embed_fn``: e.g. ``space.embedder("image")`` (its ``.fingerprint`` is used when none is given).
-    """
+    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta;
+    ``embed_fn`` e.g. ``space.embedder("image")``."""
     from .gallery import Gallery
 
     root = Path(root) if root is not None else default_gallery_dir()

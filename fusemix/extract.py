@@ -1,11 +1,8 @@
 """Pairs + two frozen encoders -> the latent-pair file ``train.py`` trains from.
 
-``x`` latents come from the items (audio clips, images), ``y`` latents from the captions, each
-through its own :class:`fusemix.cache.LatentCache` (either side is reused when only the other
-encoder changes). A text x encoder (e.g. CLAP's text tower for a Stable Diffusion bridge) encodes
-the captions too, and the pairs are row-aligned. Undecodable items are dropped with their
-captions, rejected captions alone, items left without a caption too; the
-:class:`ExtractionReport` lists each with its reason.
+``x`` latents come from the items (or, for a text x encoder, the captions: row-aligned pairs), ``y``
+latents from the captions, each through its own :class:`fusemix.cache.LatentCache`. Undecodable
+items are dropped with their captions, rejected captions alone; :class:`ExtractionReport` lists each.
 
 CLI::
 
@@ -15,7 +12,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import os
 import sys
@@ -39,19 +35,6 @@ class ExtractionError(ValueError):
 
 
 # Item loaders are picklable callables: they run in DataLoader worker processes.
-def _open_binary(item: Any) -> Any:
-    """A path or bytes for an undecoded ``datasets`` Audio/Image dict ``{"path", "bytes"}``."""
-    if isinstance(item, dict):
-        if item.get("bytes"):
-            return bytes(item["bytes"])
-        if item.get("path"):
-            return item["path"]
-        raise ValueError(f"item dict has neither bytes nor path (keys {sorted(item)})")
-    if isinstance(item, (str, os.PathLike)):
-        return item
-    raise ValueError(f"cannot decode an item of type {type(item).__name__}")
-
-
 @dataclass(frozen=True)
 class RawItemLoader:
     """Item ``i`` as stored (path, PIL image, bytes), for encoders that decode in ``prepare``."""
@@ -60,7 +43,13 @@ class RawItemLoader:
 
     def __call__(self, i: int) -> Any:
         item = self.source.item(i)
-        return _open_binary(item) if isinstance(item, dict) else item
+        if not isinstance(item, dict):
+            return item
+        if item.get("bytes"):  # an undecoded ``datasets`` Audio/Image {"path", "bytes"}
+            return bytes(item["bytes"])
+        if item.get("path"):
+            return item["path"]
+        raise ValueError(f"item dict has neither bytes nor path (keys {sorted(item)})")
 
 
 @dataclass(frozen=True)
@@ -76,30 +65,13 @@ class AudioItemLoader:
         return load_audio(self.source.item(i), target_sr=self.sampling_rate)
 
 
-@dataclass(frozen=True)
-class ImageItemLoader:
-    """Decodes item ``i`` to an RGB PIL image (fully loaded, so errors surface here)."""
-
-    source: PairSource
+class ImageItemLoader(RawItemLoader):
+    """Decodes item ``i`` to an RGB PIL image, with :func:`fusemix.encoders.image.open_image`'s checks."""
 
     def __call__(self, i: int) -> Any:
-        from PIL import Image
+        from .encoders.image import open_image
 
-        item = self.source.item(i)
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        src = _open_binary(item)
-        with Image.open(io.BytesIO(src) if isinstance(src, bytes) else src) as im:
-            im.load()
-            return im.convert("RGB")
-
-
-@dataclass(frozen=True)
-class CaptionLoader:
-    captions: tuple[str, ...]
-
-    def __call__(self, j: int) -> str:
-        return self.captions[j]
+        return open_image(super().__call__(i))
 
 
 @dataclass
@@ -180,10 +152,8 @@ def _build(units: Units, encoder: Any, root: Path, opts: dict[str, Any]) -> tupl
 
 
 def default_num_workers() -> int:
-    """Decoding processes for one extraction process: the CPU cores beside it, at least 2 (with a
-    GPU encoder the CPU side is the bound; with a CPU encoder the low-priority workers only take
-    idle time). Cores are shared among ``accelerate launch`` / ``torchrun``'s local processes
-    (``LOCAL_WORLD_SIZE``) and counted by ``joblib.cpu_count`` (affinity and cgroup quotas)."""
+    """Decoding processes per extraction process: the CPU cores beside it, at least 2, with cores
+    shared among the local ``torchrun`` processes and counted by ``joblib`` (affinity, cgroups)."""
     import joblib
 
     try:
@@ -218,7 +188,7 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
     cap_item = torch.tensor([i for i, caps in enumerate(src.captions) for _ in caps], dtype=torch.long)
     cap_ids = [f"{item_id}#{k}" for item_id, caps in zip(src.ids, src.captions) for k in range(len(caps))]
-    cap_loader = CaptionLoader(tuple(c for caps in src.captions for c in caps))
+    cap_loader = tuple(c for caps in src.captions for c in caps).__getitem__  # picklable, for the workers
     cap_units = Units(cap_ids, src.captions_fingerprint(), cap_loader, kind="captions")
     if x_from_captions:
         x_units = cap_units
@@ -272,15 +242,9 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
 def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
-    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource).
-
-    Encoders are encoder objects or ``"KIND:MODEL_ID"`` strings; ``cache_root`` defaults to
-    ``conventions.cache_root("latents")``. Options (keyword only): ``batch_size``, ``shard_size``,
-    ``num_workers`` (decoding processes; 0: in this process, None: :func:`default_num_workers`),
-    ``dtype`` of the stored latents, ``progress``, ``state`` (an accelerate PartialState; default:
-    the current one), ``caption_column``, ``item_column``, ``id_column``, ``split``. Left-out items
-    are logged; :func:`run_extraction` gives the full :class:`ExtractionReport`.
-    """
+    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from
+    encoder objects or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction` (``num_workers``:
+    0 decodes here, None: :func:`default_num_workers`), which also gives the :class:`ExtractionReport`."""
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
 
 
@@ -311,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     state = default_state()
-    captions = [c.strip() for c in args.caption_column.split(",") if c.strip()]
-    caption_column: str | list[str] = captions[0] if len(captions) == 1 else captions
+    caption_column = [c.strip() for c in args.caption_column.split(",") if c.strip()]
     try:
         if args.hub:
             if not args.item_column:

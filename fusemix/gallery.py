@@ -1,18 +1,11 @@
 """Gallery: a folder (or list) of images, sounds or captions, embedded once and searchable by top-k.
 
-Embedding is the expensive step, so each *file content* is embedded once per model: the cache is a
-safetensors file (embeddings) plus a JSON manifest (per item: key, sha256, size, mtime; the model
-fingerprint; what was skipped), written atomically and tied by a random ``manifest_id`` (a crash
-between the two writes is detected and the cache rebuilt). A rebuild embeds only new or changed
-content (matched by hash, so renamed files are reused), drops vanished files, and trusts unchanged
-size + mtime unless ``rehash=True``.
-
-Scanning is defensive: symlinks leading outside the root, symlinked folders, hidden files, FIFOs and
-devices are never read; unreadable or non-media files, files over ``max_bytes`` and duplicates are
-skipped and *counted* in ``gallery.report``. A gallery with no usable item is a ``GalleryError``.
-
-``embed_fn`` is any ``list[item] -> Tensor[B, P]`` (RGB ``PIL.Image``s, ``(sample_rate, samples)``
-tuples, or the ``from_items`` objects); rows are L2-normalised on the way in.
+Each file content is embedded once per model: the cache (safetensors embeddings + a JSON manifest,
+tied by a random ``manifest_id`` so a crash between the two writes means a rebuild) is updated
+incrementally, matched by content hash (renamed files are reused) and trusting unchanged size +
+mtime. Scanning never reads symlinks leading outside the root, hidden files or devices; unreadable,
+non-media, oversized and duplicate files are skipped and counted in ``gallery.report``.
+``embed_fn`` is any ``list[item] -> Tensor[B, P]``; rows are L2-normalised on the way in.
 """
 
 from __future__ import annotations
@@ -32,6 +25,7 @@ import numpy as np
 import torch
 
 from .conventions import EXTENSIONS, cache_root
+from .encoders.image import open_image  # PIL with every decoder error mapped to a ValueError
 from .io import atomic_save_safetensors, atomic_write_json, sha256_file
 from .search import SearchIndex, build_index
 
@@ -81,10 +75,6 @@ class GalleryReport:
     def skipped_counts(self) -> dict[str, int]:
         return {r: len(v) for r, v in self.skipped.items()}
 
-    def to_dict(self) -> dict:
-        return {"items": self.items, "embedded": self.embedded, "reused": self.reused, "changed": self.changed,
-                "removed": self.removed, "skipped": {k: list(v) for k, v in self.skipped.items()}}
-
     def __str__(self) -> str:
         skips = ", ".join(f"{n} {r}" for r, n in self.skipped_counts.items()) or "none"
         return (f"{self.items} items ({self.embedded} embedded, {self.reused} from cache, {self.changed} changed, "
@@ -126,12 +116,6 @@ def content_hash(item: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------- decoding
-def _decode_image(data: bytes):
-    from .encoders.image import open_image  # PIL with every decoder error mapped to a ValueError
-
-    return open_image(data)
-
-
 def _decode_audio(data: bytes):
     from .audio import load_audio, probe_audio
 
@@ -139,7 +123,7 @@ def _decode_audio(data: bytes):
     return info.sample_rate, load_audio(data, target_sr=info.sample_rate)
 
 
-_DECODERS = {"image": _decode_image, "audio": _decode_audio}
+_DECODERS = {"image": open_image, "audio": _decode_audio}
 
 
 # ---------------------------------------------------------------------------------------- scanning
@@ -275,12 +259,8 @@ def _normalise_rows(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _embed_batches(pending: list[tuple[Any, Any]], embed_fn: EmbedFn, batch_size: int, dim: int | None,
                    report: GalleryReport, progress: bool | None, desc: str) -> list[tuple[Any, torch.Tensor]]:
-    """Embed (tag, loaded item) pairs in batches; items the function rejects are skipped, not fatal.
-
-    A failing batch is retried item by item (:func:`fusemix.cache.encode_rows`) so one bad item
-    cannot sink the others; if *every* item of the batch fails on its own, the error is systemic
-    (wrong model, bug) and is raised.
-    """
+    """Embed (tag, loaded item) pairs in batches; items the function rejects alone are skipped, but
+    a batch whose every item fails is a systemic error (wrong model, bug) and raised."""
     from tqdm.auto import tqdm
 
     from .cache import encode_rows
@@ -320,7 +300,7 @@ class Gallery:
     """Items + their unit embeddings + a search index.  Build with ``from_folder`` or ``from_items``."""
 
     def __init__(self, items: Sequence[GalleryItem], embeddings: torch.Tensor, *, fingerprint: str, modality: str,
-                 source: str = "", report: GalleryReport | None = None, index_kind: str = "auto"):
+                 source: str = "", report: GalleryReport | None = None):
         if len(items) == 0:
             raise GalleryError("a gallery needs at least one item")
         emb = _check_embeddings(embeddings, len(items), None)
@@ -331,11 +311,10 @@ class Gallery:
         self.embeddings: torch.Tensor = emb.contiguous()
         self.fingerprint, self.modality, self.source = str(fingerprint), str(modality), str(source)
         self.report = report or GalleryReport(items=len(items))
-        self.index_kind = index_kind
         self._by_key = {it.key: i for i, it in enumerate(self.items)}
         if len(self._by_key) != len(self.items):
             raise GalleryError("gallery item keys must be unique")
-        self._index: SearchIndex = build_index(self.embeddings.numpy(), kind=index_kind)
+        self._index: SearchIndex = build_index(self.embeddings.numpy())
         self._rebuild: Callable[[], "Gallery"] | None = None
 
     # -- basics ----------------------------------------------------------------------------------
@@ -366,10 +345,8 @@ class Gallery:
 
     # -- search ----------------------------------------------------------------------------------
     def search(self, query, k: int = 10) -> list[Hit]:
-        """Top-``k`` items for one query vector ``[P]`` (or ``[1, P]``), best first.
-
-        ``k`` larger than the gallery returns every item (clamped, not an error); ``k < 1`` is an error.
-        """
+        """Top-``k`` items for one query vector ``[P]`` (or ``[1, P]``), best first; ``k`` over the
+        gallery's size returns every item, ``k < 1`` is an error."""
         q = torch.as_tensor(query) if not isinstance(query, torch.Tensor) else query
         if q.ndim == 2 and q.shape[0] == 1:
             q = q[0]
@@ -397,13 +374,12 @@ class Gallery:
                     modality: str = "image",
                     cache_dir: str | os.PathLike | None | bool = None, files: Iterable[str] | None = None,
                     meta: Mapping[str, dict] | None = None, batch_size: int = 16, max_bytes: int = DEFAULT_MAX_BYTES,
-                    rehash: bool = False, index_kind: str = "auto", progress: bool | None = None) -> "Gallery":
+                    progress: bool | None = None) -> "Gallery":
         """Embed every image (or audio) file under ``root``; reuse and update the on-disk cache.
 
-        ``fingerprint`` names the model that produces the embeddings (encoder ids + adapter hash): a
-        different fingerprint never reuses another's cache (default: ``embed_fn.fingerprint``).  ``cache_dir``: where the cache lives
-        (None: :func:`default_cache_dir`; False: no cache).  ``files``: only these root-relative keys.
-        ``meta``: extra JSON-able data per key (e.g. captions), stored with the items.
+        ``fingerprint`` names the embedding model (default ``embed_fn.fingerprint``): another never
+        reuses its cache. ``cache_dir``: None for :func:`default_cache_dir`, False for none.
+        ``files``: only these root-relative keys; ``meta``: JSON-able extras per key (e.g. captions).
         """
         if modality not in EXTENSIONS:
             raise GalleryError(f"folder galleries hold {' or '.join(EXTENSIONS)}, got modality {modality!r}")
@@ -436,7 +412,7 @@ class Gallery:
 
         for c in candidates:
             old = cached_by_key.get(c.key)
-            if old and not rehash and old.get("size") == c.size and old.get("mtime_ns") == c.mtime_ns:
+            if old and old.get("size") == c.size and old.get("mtime_ns") == c.mtime_ns:
                 c.sha256, data = old["sha256"], None
             else:
                 try:
@@ -477,7 +453,7 @@ class Gallery:
         items = [GalleryItem(c.key, c.sha256, str(root / c.key), dict(meta.get(c.key, {}))) for c, _ in chosen]
         report.items = len(items)
         gallery = cls(items, torch.stack([e for _, e in chosen]), fingerprint=fingerprint, modality=modality,
-                      source=str(root), report=report, index_kind=index_kind)
+                      source=str(root), report=report)
         entries = [{"key": c.key, "sha256": c.sha256, "size": c.size, "mtime_ns": c.mtime_ns, "meta": it.meta}
                    for (c, _), it in zip(chosen, items)]
         if stem is not None and entries != list(cached_by_key.values()):
@@ -485,7 +461,7 @@ class Gallery:
         gallery._rebuild = lambda: cls.from_folder(
             root, embed_fn, fingerprint, modality=modality, cache_dir=cache if cache else False,
             files=None if only is None else sorted(only), meta=meta, batch_size=batch_size, max_bytes=max_bytes,
-            rehash=rehash, index_kind=index_kind, progress=progress)
+            progress=progress)
         return gallery
 
     @staticmethod
@@ -505,13 +481,10 @@ class Gallery:
     @classmethod
     def from_items(cls, items: Sequence[Any], embed_fn: EmbedFn, fingerprint: str | None = None, *, modality: str,
                    keys: Sequence[str] | None = None, meta: Sequence[dict] | None = None,
-                   cache_dir: str | os.PathLike | None = None, name: str = "items", dedupe: bool = True,
-                   batch_size: int = 32, index_kind: str = "auto", progress: bool | None = None) -> "Gallery":
-        """A gallery of in-memory items (captions, PIL images, ``(sr, array)`` clips, dataset rows).
-
-        Items are matched to the cache by content hash (:func:`content_hash`); there is no cache unless
-        ``cache_dir`` is given.  ``dedupe`` skips items whose content repeats an earlier one.
-        """
+                   cache_dir: str | os.PathLike | None = None, name: str = "items", batch_size: int = 32,
+                   progress: bool | None = None) -> "Gallery":
+        """A gallery of in-memory items (captions, PIL images, ``(sr, array)`` clips, dataset rows), cached
+        only with ``cache_dir``, by :func:`content_hash`; an item repeating an earlier one is skipped."""
         if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
             raise GalleryError(f"items must be a list, got {type(items).__name__}")
         if len(items) == 0:
@@ -533,10 +506,10 @@ class Gallery:
         pending = []
         for key, item, m in zip(keys, items, meta):
             sha = content_hash(item)
-            if dedupe and sha in seen:
+            if sha in seen:
                 report.skip("duplicate", f"{key}: same content as {seen[sha]}")
                 continue
-            seen.setdefault(sha, key)
+            seen[sha] = key
             old = cached_by_key.get(key)
             if old and old["sha256"] != sha:
                 report.changed += 1
@@ -557,7 +530,7 @@ class Gallery:
         gitems = [GalleryItem(k, sha, None, m) for k, sha, m in kept]
         report.items = len(gitems)
         gallery = cls(gitems, torch.stack([rows[k] for k, _, _ in kept]), fingerprint=fingerprint,
-                      modality=modality, source=f"items:{name}", report=report, index_kind=index_kind)
+                      modality=modality, source=f"items:{name}", report=report)
         entries = [{"key": k, "sha256": sha, "meta": m} for k, sha, m in kept]
         if stem is not None and entries != list(cached_by_key.values()):
             _save_cache(stem, gallery, entries)

@@ -1,7 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either.
-
-Every artefact fusemix writes (checkpoints, caches, manifests, logs' snapshots) goes
-through here, so a kill -9 or a full disk mid-write leaves the previous version intact.
+"""Atomic file writes: a reader sees the old file or the new one, never half of either, so a kill -9
+or a full disk mid-write leaves the previous version of every fusemix artefact intact.
 """
 from __future__ import annotations
 
@@ -46,19 +44,15 @@ def _umask() -> int:
 
 
 def usual_permissions(path: str | os.PathLike) -> None:
-    """Give a temp file or directory the mode a plain ``open``/``mkdir`` would have (0666/0777
-    less the umask): mkstemp/mkdtemp make them 0600/0700, unreadable to the rest of a team
-    sharing a cache or checkpoint directory."""
+    """Give a temp file or directory the mode a plain ``open``/``mkdir`` gives (0666/0777 less the
+    umask), not mkstemp's 0600/0700, which a team sharing a cache could not read."""
     base = 0o777 if os.path.isdir(path) else 0o666
     os.chmod(path, base & ~_umask())
 
 
 def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], None]) -> Path:
-    """Call ``write_fn(tmp_path)``, fsync it, then rename it over ``path``.
-
-    The temporary file lives in the same directory so the final ``os.replace`` is atomic.
-    On any error the temporary file is removed and ``path`` is left untouched.
-    """
+    """Call ``write_fn(tmp_path)`` on a temporary file beside ``path``, fsync it and rename it over
+    ``path``; on any error the temporary file is removed and ``path`` left untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -115,12 +109,8 @@ def atomic_save_safetensors(
 def _sort_safetensors_metadata(path: str | os.PathLike) -> None:
     """Rewrite a safetensors header in place with its ``__metadata__`` keys sorted.
 
-    Why: safetensors writes ``__metadata__`` from a hash map, so the same tensors and metadata
-    give different bytes in different processes, and a file's
-    sha256 (cache manifests, the demo's gallery and caption-bank caches) would not depend on its
-    content alone. Only key order changes: the header keeps its length, so tensor offsets and
-    the data are untouched. A header this does not reproduce byte for byte in length is left as
-    written (still a valid file).
+    Why: safetensors writes them from a hash map, so equal content gives different bytes (and
+    sha256s) in different processes. The header keeps its length, so offsets and data are untouched.
     """
     with open(path, "r+b") as f:
         n = int.from_bytes(f.read(8), "little")

@@ -1,9 +1,6 @@
-"""The latent-pair file that train.py reads: cached encoder outputs for two modalities.
-
-One safetensors file holds ``x`` [N, Dx] (one row per item: image, audio clip), ``y`` [M, Dy]
-or [M, T, Dy] (one row per caption) and optionally ``y_item`` [M] (the item each caption
-describes; absent means row-aligned pairs). Metadata names the modalities and the encoders.
-Everything is validated before any training starts, so bad input costs nothing.
+"""The latent-pair file that train.py reads: ``x`` [N, Dx] (one row per item), ``y`` [M, Dy] or
+[M, T, Dy] (one row per caption), optional ``y_item`` [M] (the item each caption describes; absent:
+row-aligned), metadata naming modalities and encoders. Validated before any training starts.
 """
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """FusionModel: one adapter per modality into a shared space, saved as safetensors + JSON.
 
-Two-tower FuseMix is the two-modality case. More modalities can share one space with
-text as the anchor: train image-text, then train an audio adapter against the frozen
-text adapter, and audio -> image retrieval works without a single audio-image pair.
+Two-tower FuseMix is the two-modality case; with text as the anchor (train image-text, then an
+audio adapter against the frozen text adapter) audio -> image works without an audio-image pair.
 """
 from __future__ import annotations
 
@@ -49,8 +48,7 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "FusionConfig":
-        d = {k: v for k, v in d.items() if k != "model_type"}
-        return cls(**d)
+        return cls(**{k: v for k, v in d.items() if k != "model_type"})
 
 
 class FusionModel(nn.Module, Pretrained):
@@ -95,8 +93,7 @@ class FusionModel(nn.Module, Pretrained):
     # ---- the model interface train.py uses, shared with fusemix.bridge.ConditioningBridge
 
     def prepare_for_data(self, pairs) -> dict:
-        """Bind the two modalities of the training ``LatentPairs`` that ``training_loss`` and
-        ``eval_embeddings`` compare."""
+        """Bind the two modalities of the training ``LatentPairs`` that the loss and eval compare."""
         for m in (pairs.x_modality, pairs.y_modality):
             if m not in self.adapters:
                 raise ValueError(f"this model has no {m!r} adapter; it knows {self.modalities}")

@@ -1,14 +1,11 @@
 """Pair sources: where (item, captions) pairs come from, before any encoder touches them.
 
-A source is a random-access sequence of :class:`PairRecord` (id, item - a path or a loaded object -
-and its captions); several captions per item stay one group (retrieval evaluation needs them). Bad
-rows never stop a dataset: a missing file, an empty path or an item without a usable caption is left
-out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL, paths relative to
-the manifest), :func:`open_folder` (an ``audiofolder``/``imagefolder`` with ``metadata.csv|jsonl``,
-read here because ``datasets.load_dataset("audiofolder")`` needs torchcodec even undecoded) and
-:class:`DatasetSource` (a ``datasets.Dataset`` or :func:`hub_source`; audio stays undecoded until
-``fusemix.audio.load_audio``). ``fingerprint()`` changes when a file (name, size, mtime - or content
-with ``content_hash=True``), an id or a caption changes, so the latent cache never mixes datasets.
+A source holds ``ids``, the ``captions`` of each item (several per item stay one group) and loads
+item ``i`` (a path or a loaded object) with ``item(i)``. Bad rows never stop a dataset: they are left
+out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL), :func:`open_folder`
+(``audiofolder``/``imagefolder``, read here: ``datasets`` needs torchcodec even undecoded) and
+:class:`DatasetSource`. ``fingerprint()`` changes with any file, id or caption, so the latent cache
+never mixes datasets.
 """
 from __future__ import annotations
 
@@ -29,13 +26,6 @@ METADATA_NAMES = ("metadata.csv", "metadata.jsonl")
 
 class PairSourceError(ValueError):
     """A source that cannot be read at all (bad path, missing column, unknown format)."""
-
-
-@dataclass(frozen=True)
-class PairRecord:
-    item_id: str
-    item: Any
-    captions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -67,12 +57,8 @@ def _is_utf8(text: str) -> bool:
 
 
 class PairSource:
-    """Common interface: ``ids``, ``captions``, ``item(i)``, ``skipped``, fingerprints.
-
-    Subclasses fill ``ids`` / ``captions`` eagerly (cheap: text only) and load items lazily, so
-    DataLoader workers can call ``item(i)`` in parallel. ``modality`` is "audio", "image" or None
-    (unknown: the x encoder decides how items are decoded).
-    """
+    """Common interface: ``ids`` and ``captions`` (filled eagerly: text only), ``item(i)`` (lazy, so
+    DataLoader workers load in parallel), ``skipped``, fingerprints; ``modality`` may be None."""
 
     ids: list[str]
     captions: list[tuple[str, ...]]
@@ -95,15 +81,6 @@ class PairSource:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, i: int) -> PairRecord:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"record {i} out of range for a source of {len(self)}")
-        i %= len(self)
-        return PairRecord(self.ids[i], self.item(i), self.captions[i])
-
-    def __iter__(self) -> Iterator[PairRecord]:
-        return (self[i] for i in range(len(self)))
-
     @property
     def num_captions(self) -> int:
         return sum(len(c) for c in self.captions)
@@ -114,8 +91,6 @@ class PairSource:
 
 
 # --------------------------------------------------------------------------- caption groups
-
-
 def _caption_values(value: Any) -> list[Any]:
     """A caption cell may hold one caption or a list of them (JSONL, HF Sequence columns)."""
     if isinstance(value, (list, tuple)):
@@ -165,8 +140,6 @@ class _Grouper:
 
 
 # --------------------------------------------------------------------------- manifests
-
-
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """Yield (line number, row or None, error) from a CSV or JSONL file."""
     suffix = path.suffix.lower()
@@ -259,11 +232,8 @@ class ManifestSource(PairSource):
         if missing:
             raise PairSourceError(f"{self.path}: missing column(s) {missing}; it has {sorted(row)}")
 
-    def path_of(self, i: int) -> Path:
-        return self.root / self._rel[i]
-
     def item(self, i: int) -> str:
-        return str(self.path_of(i))
+        return str(self.root / self._rel[i])
 
     def items_fingerprint(self) -> str:
         if self._items_fp is None:
@@ -280,41 +250,31 @@ class ManifestSource(PairSource):
         return self._items_fp
 
 
-def find_metadata(folder: str | os.PathLike, split: str | None = None) -> Path:
-    """The ``metadata.csv|jsonl`` of an audiofolder/imagefolder (optionally in a split subfolder)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PairSourceError(f"{folder} is not a directory")
-    dirs = [folder / split] if split else [folder]
-    for d in dirs:
-        found = [d / n for n in METADATA_NAMES if (d / n).is_file()]
-        if len(found) > 1:
-            raise PairSourceError(f"{d} has both {found[0].name} and {found[1].name}; keep one")
-        if found:
-            return found[0]
-    others = sorted(str(p.relative_to(folder)) for n in METADATA_NAMES for p in folder.glob(f"*/{n}"))
-    hint = f" (found {others}: pass split=...)" if others else ""
-    raise PairSourceError(f"{dirs[0]} has no metadata.csv or metadata.jsonl{hint}")
-
-
 def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str] = "caption",
                 split: str | None = None, id_column: str | None = None,
                 content_hash: bool = False) -> ManifestSource:
-    """An ``audiofolder``/``imagefolder`` directory: ``file_name`` column, paths relative to it."""
-    return ManifestSource(find_metadata(folder, split), item_column="file_name",
-                          caption_column=caption_column, id_column=id_column, content_hash=content_hash)
+    """An ``audiofolder``/``imagefolder`` directory (optionally a split subfolder) with a
+    ``metadata.csv|jsonl``: ``file_name`` column, paths relative to it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairSourceError(f"{folder} is not a directory")
+    d = folder / split if split else folder
+    found = [d / n for n in METADATA_NAMES if (d / n).is_file()]
+    if len(found) > 1:
+        raise PairSourceError(f"{d} has both {found[0].name} and {found[1].name}; keep one")
+    if not found:
+        others = sorted(str(p.relative_to(folder)) for n in METADATA_NAMES for p in folder.glob(f"*/{n}"))
+        hint = f" (found {others}: pass split=...)" if others else ""
+        raise PairSourceError(f"{d} has no metadata.csv or metadata.jsonl{hint}")
+    return ManifestSource(found[0], item_column="file_name", caption_column=caption_column, id_column=id_column,
+                          content_hash=content_hash)
 
 
 # --------------------------------------------------------------------------- datasets
-
-
 class DatasetSource(PairSource):
-    """A ``datasets.Dataset``: one row per item, captions in one or more columns.
-
-    Audio columns are cast to ``Audio(decode=False)`` (decoding through ``datasets`` needs
-    torchcodec); their items are ``{"path", "bytes"}`` dicts that the audio loader decodes.
-    The fingerprint uses the dataset's own content fingerprint plus the chosen columns.
-    """
+    """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are
+    cast to ``Audio(decode=False)`` (``datasets`` decoding needs torchcodec): ``{"path", "bytes"}``
+    items that the audio loader decodes. Fingerprint: the dataset's own plus the chosen columns."""
 
     def __init__(self, dataset: Any, *, item_column: str, caption_column: str | Sequence[str] = "caption",
                  id_column: str | None = None) -> None:

@@ -1,16 +1,11 @@
 """Embedding spaces for cross-modal search: frozen encoders + a FusionModel, or any other shared space.
 
-Why a "space" object: a query and a gallery are only comparable when both were embedded into the
-same vector space. An :class:`EmbeddingSpace` is a named set of per-modality embedding functions that
-share one space: a trained FuseMix model with its encoders (:meth:`EmbeddingSpace.from_fusion`), a
-zero-training reference such as CLIP (``fusemix.reference``), or any callables you plug in. Search a
-:class:`fusemix.gallery.Gallery` built with ``space.embedder(m)`` with ``space.embed(query_modality,
-items)``: text -> image, audio -> image (the emergent direction when both adapters were trained
-against one frozen text anchor), image -> image. A modality the space cannot embed is a
-``RetrievalError``.
-
-Every embedder carries a *fingerprint* (encoder description + adapter weights hash) so gallery caches
-made with one model are never reused by another.
+A query and a gallery are only comparable when both were embedded into one space. An
+:class:`EmbeddingSpace` is a named set of per-modality embedders sharing one: a FuseMix model with
+its encoders (:meth:`EmbeddingSpace.from_fusion`), a reference such as CLIP (``fusemix.reference``)
+or any callables. Build a :class:`fusemix.gallery.Gallery` with ``space.embedder(m)`` and query it
+with ``space.embed(query_modality, items)``. Each embedder's *fingerprint* (encoder description +
+adapter weights hash) keeps gallery caches of one model from being reused by another.
 """
 
 from __future__ import annotations
@@ -23,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .conventions import model_id_of, same_model
 from .model import FusionModel
 
 
@@ -38,14 +34,6 @@ def module_fingerprint(module: torch.nn.Module) -> str:
         h.update(f"{name}\0{tuple(t.shape)}\0{t.dtype}\0".encode())
         h.update(t.float().contiguous().numpy().tobytes() if t.is_floating_point() else t.numpy().tobytes())
     return h.hexdigest()
-
-
-def adapter_fingerprint(model: FusionModel, modality: str) -> str:
-    """The identity of one adapter of a FusionModel: its spec, the shared width and its weights."""
-    spec = model.config.modalities[modality]
-    head = json.dumps({"modality": modality, "encoder": spec.encoder, "dim": spec.dim,
-                       "proj_dim": model.config.proj_dim}, sort_keys=True)
-    return hashlib.sha256((head + module_fingerprint(model.adapters[modality])).encode()).hexdigest()
 
 
 @dataclass
@@ -66,15 +54,11 @@ class Embedder:
 
 
 class FusionEmbedder(Embedder):
-    """Frozen encoder -> FusionModel adapter for one modality (both run under inference mode).
+    """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent
+    width is an error; another model (a spec's ``KIND:`` aside) too, unless ``strict_encoder=False``
+    (e.g. the same model loaded from a local snapshot path instead of its hub id)."""
 
-    The encoder must produce the latents the adapter was trained on: a different width is always an
-    error; a different encoder id is an error unless ``strict_encoder=False`` (e.g. the same model
-    loaded from a local snapshot path instead of its hub id).
-    """
-
-    def __init__(self, encoder, model: FusionModel, modality: str | None = None, *, strict_encoder: bool = True,
-                 batch_size: int | None = None):
+    def __init__(self, encoder, model: FusionModel, modality: str | None = None, *, strict_encoder: bool = True):
         modality = modality or encoder.modality
         if modality not in model.adapters:
             raise RetrievalError(f"the fusion model has no {modality!r} adapter; it has {model.modalities}")
@@ -82,16 +66,17 @@ class FusionEmbedder(Embedder):
         if int(encoder.dim) != int(spec.dim):
             raise RetrievalError(f"the {modality} adapter reads {spec.dim}-d latents of {spec.encoder}, but the "
                                  f"encoder {encoder.model_id} produces {encoder.dim}-d latents")
-        if strict_encoder and spec.encoder and str(encoder.model_id) != str(spec.encoder):
+        if strict_encoder and spec.encoder and not same_model(model_id_of(spec.encoder), str(encoder.model_id)):
             raise RetrievalError(f"the {modality} adapter was trained on latents of {spec.encoder}, not "
                                  f"{encoder.model_id}; pass strict_encoder=False if they are the same model")
-        self.encoder, self.model, self.batch_size = encoder, model.eval(), batch_size
-        desc = json.dumps(encoder.describe(), sort_keys=True)
-        fp = hashlib.sha256((desc + adapter_fingerprint(model, modality)).encode()).hexdigest()
+        self.encoder, self.model = encoder, model.eval()
+        # the encoder's identity, the adapter's spec and the shared width, and the adapter's weights
+        head = json.dumps([encoder.describe(), modality, spec.encoder, spec.dim, model.config.proj_dim], sort_keys=True)
+        fp = hashlib.sha256((head + module_fingerprint(model.adapters[modality])).encode()).hexdigest()
         super().__init__(modality, self._embed, f"fusion:{modality}:{fp}")
 
     def _embed(self, items: list) -> torch.Tensor:
-        latents = self.encoder.encode(items, batch_size=self.batch_size, progress=False)
+        latents = self.encoder.encode(items, progress=False)
         device = next(self.model.parameters()).device
         with torch.inference_mode():
             return self.model.embed(self.modality, latents.to(device)).float().cpu()
@@ -100,8 +85,8 @@ class FusionEmbedder(Embedder):
 class EmbeddingSpace:
     """Named per-modality embedders whose outputs live in one shared space."""
 
-    def __init__(self, name: str, embedders: Mapping[str, Embedder] | Sequence[Embedder], *, standin: bool = False):
-        items = list(embedders.values()) if isinstance(embedders, Mapping) else list(embedders)
+    def __init__(self, name: str, embedders: Sequence[Embedder], *, standin: bool = False):
+        items = list(embedders)
         if not items:
             raise RetrievalError(f"space {name!r} needs at least one embedder")
         self.name = str(name)

@@ -1,14 +1,10 @@
 """Tiny, randomly initialised stand-ins for the Hugging Face models fusemix uses.
 
-No pretrained weights can be downloaded on the machines this project is tested on, so tests and
-the demo's offline "tiny" profile build small random models from configs, ``save_pretrained`` them
-to a directory and load them back with the same ``from_pretrained`` code as real checkpoints.
-
-Everything built here is a RANDOM STAND-IN: its outputs carry no meaning. Every saved directory
-holds a ``STANDIN.txt`` marker (see :func:`is_standin`) so callers can label it as such.
-
-Builds are deterministic under ``seed`` (the global torch RNG is forked, not disturbed) and atomic:
-a model is written to a temporary sibling directory and renamed into place only when complete.
+No pretrained weights can be downloaded where this project is tested, so tests and the demo's
+offline "tiny" profile build small random models, ``save_pretrained`` them and load them back with
+the same ``from_pretrained`` code as real checkpoints. Every saved directory holds a ``STANDIN.txt``
+marker (:func:`is_standin`) so callers can label it. Builds are deterministic under ``seed`` (the
+global RNG is forked, not disturbed) and atomic (built in a temporary sibling, then renamed).
 """
 
 from __future__ import annotations
@@ -32,7 +28,7 @@ _STANDIN_TEXT = (
 )
 
 # Small English-ish merges so BPE merging is exercised; every byte stays covered by the alphabet.
-_COMMON_PAIRS = ["t h", "h e", "a n", "i n", "e r", "o n", "r e", "a t", "e n", "o r"]
+_COMMON_PAIRS = [tuple(p) for p in ("th", "he", "an", "in", "er", "on", "re", "at", "en", "or")]
 
 
 def is_standin(path: str | os.PathLike) -> bool:
@@ -45,12 +41,6 @@ def _byte_alphabet() -> list[str]:
     from tokenizers.pre_tokenizers import ByteLevel
 
     return sorted(ByteLevel.alphabet())
-
-
-def _write_standin(path: Path, kind: str, seed: int) -> None:
-    text = _STANDIN_TEXT.format(kind=kind, seed=seed)
-    (path / STANDIN_FILE).write_text(text)
-    (path / "README.md").write_text(f"# {kind} (random stand-in)\n\n{text}")
 
 
 def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable[[Path], None]) -> Path:
@@ -66,7 +56,9 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             build(tmp)
-        _write_standin(tmp, kind, seed)
+        text = _STANDIN_TEXT.format(kind=kind, seed=seed)
+        (tmp / STANDIN_FILE).write_text(text)
+        (tmp / "README.md").write_text(f"# {kind} (random stand-in)\n\n{text}")
         for p in [tmp, *tmp.rglob("*")]:  # mkdtemp's 0700; safetensors writes 0600 files
             usual_permissions(p)
         if path.exists():
@@ -79,34 +71,23 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
 
 
 # --------------------------------------------------------------------------- tokenizers
-
-
 def _roberta_tokenizer(model_max_length: int):
     from transformers import RobertaTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-    vocab = {tok: i for i, tok in enumerate(specials)}
-    for ch in _byte_alphabet():
-        vocab.setdefault(ch, len(vocab))
-    merges = []
-    for pair in _COMMON_PAIRS:
-        a, b = pair.split()
-        merges.append((a, b))
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(specials + _byte_alphabet()))}
+    for a, b in _COMMON_PAIRS:
         vocab.setdefault(a + b, len(vocab))
-    return RobertaTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    return RobertaTokenizer(vocab=vocab, merges=list(_COMMON_PAIRS), model_max_length=model_max_length)
 
 
 def _clip_tokenizer(model_max_length: int = 77):
     from transformers import CLIPTokenizer
 
-    vocab: dict[str, int] = {}
-    for ch in _byte_alphabet():
-        vocab[ch] = len(vocab)
-    for ch in _byte_alphabet():
-        vocab[ch + "</w>"] = len(vocab)
+    alphabet = _byte_alphabet()
+    vocab = {tok: i for i, tok in enumerate(alphabet + [ch + "</w>" for ch in alphabet])}
     merges = []
-    for pair in _COMMON_PAIRS:
-        a, b = pair.split()
+    for a, b in _COMMON_PAIRS:
         merges.append((a, b))
         vocab.setdefault(a + b, len(vocab))
         merges.append((a, b + "</w>"))
@@ -128,14 +109,9 @@ def _bert_tokenizer(model_max_length: int = 512):
 
 
 # --------------------------------------------------------------------------- builders
-
-
 def save_tiny_clap(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random ``ClapModel`` + ``ClapProcessor`` (unfused, ``truncation="rand_trunc"``).
-
-    Same feature extractor settings as ``laion/clap-htsat-unfused`` (48 kHz, 64 mel bins, 10 s),
-    so the audio path is exercised exactly as with the real checkpoint.
-    """
+    """A tiny random ``ClapModel`` + ``ClapProcessor``: unfused, with ``laion/clap-htsat-unfused``'s
+    feature extractor settings, so the audio path runs exactly as with the real checkpoint."""
 
     def build(tmp: Path) -> None:
         from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor,
@@ -165,12 +141,8 @@ def _clip_text_config(tokenizer, **extra):
 
 
 def save_tiny_sd_pipeline(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random diffusers ``StableDiffusionPipeline`` folder producing 64x64 images.
-
-    The layout is SD's (unet/, vae/, text_encoder/, tokenizer/, scheduler/); the tokenizer keeps
-    SD's 77-token limit. The DDIM scheduler uses ``steps_offset=1`` / ``clip_sample=False`` so a
-    saved and reloaded pipeline reproduces the original's images under a seed.
-    """
+    """A tiny random diffusers ``StableDiffusionPipeline`` folder (SD's layout, 77 tokens, 64x64 images);
+    DDIM with ``steps_offset=1`` so a saved and reloaded pipeline reproduces its images under a seed."""
 
     def build(tmp: Path) -> None:
         from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -236,9 +208,8 @@ def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
 
 
 def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` (text + vision towers) with a CLIP tokenizer and a PIL-based
-    ``CLIPImageProcessorPil`` (32x32 input): the stand-in for the demo's reference scorer
-    (:mod:`fusemix.reference`), loaded with the same ``from_pretrained`` code as a real CLIP."""
+    """A tiny random ``CLIPModel`` with a PIL-based image processor (32x32 input): the stand-in for
+    the demo's reference scorer (:mod:`fusemix.reference`)."""
 
     def build(tmp: Path) -> None:
         from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
@@ -259,29 +230,23 @@ def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
 
 TINY_BUILDERS: dict[str, Callable[..., Path]] = {
     "clap": save_tiny_clap, "sd": save_tiny_sd_pipeline, "image": save_tiny_image_encoder,
-    "sentence": save_tiny_sentence_encoder}
-# Built only when asked for (``build_tiny_suite(root, extras=("clip",))``), so the default suite
-# stays what its callers expect.
-EXTRA_TINY_BUILDERS: dict[str, Callable[..., Path]] = {"clip": save_tiny_clip}
+    "sentence": save_tiny_sentence_encoder, "clip": save_tiny_clip}
+EXTRAS = ("clip",)  # built only when asked for, so the default suite stays what its callers expect
 
 
 def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Build (or reuse) every tiny stand-in under ``root``; returns ``{name: dir}``.
-
-    Names: ``clap``, ``sd``, ``image``, ``sentence``, plus any of ``EXTRA_TINY_BUILDERS``
-    (``clip``) named in ``extras``. A directory is reused when it carries the
-    stand-in marker (written last, so its presence means the build completed); a leftover
-    incomplete directory is rebuilt. Concurrent builders are safe: the loser of a rename race
-    keeps the winner's copy.
-    """
+    """Build (or reuse) the tiny stand-ins under ``root`` (``clap``, ``sd``, ``image``, ``sentence``
+    and the ``EXTRAS`` named in ``extras``); returns ``{name: dir}``. A directory with the marker
+    (written last) is reused, an incomplete one rebuilt; concurrent builders keep the rename winner's."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    unknown = sorted(set(extras) - set(EXTRA_TINY_BUILDERS))
+    unknown = sorted(set(extras) - set(EXTRAS))
     if unknown:
-        raise ValueError(f"unknown extra stand-ins {unknown}; known: {sorted(EXTRA_TINY_BUILDERS)}")
-    builders = {**TINY_BUILDERS, **{name: EXTRA_TINY_BUILDERS[name] for name in extras}}
+        raise ValueError(f"unknown extra stand-ins {unknown}; known: {list(EXTRAS)}")
     out: dict[str, Path] = {}
-    for name, builder in builders.items():
+    for name, builder in TINY_BUILDERS.items():
+        if name in EXTRAS and name not in extras:
+            continue
         target = root / name
         if not is_standin(target):
             if target.exists():

@@ -1,8 +1,7 @@
 """Resumable training checkpoints: weights, optimiser state and progress, no pickle.
 
-A checkpoint is a directory ``ckpt-<step>`` written whole under a temporary name and renamed
-into place, then ``latest.json`` is switched to it atomically. A kill or a full disk at any
-point leaves the previous checkpoint and pointer intact.
+``ckpt-<step>`` is written whole under a temporary name and renamed into place, then ``latest.json``
+is switched to it atomically: a kill or a full disk at any point leaves the previous one intact.
 """
 from __future__ import annotations
 
@@ -35,10 +34,7 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch
 
 def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    for key, v in meta["scalars"].items():
+    for key, v in [*tensors.items(), *meta["scalars"].items()]:
         pid, name = key.split(".", 1)
         state.setdefault(int(pid), {})[name] = v
     groups = meta["param_groups"]
@@ -71,10 +67,7 @@ def save_checkpoint(out_dir: str | Path, step: int, save_model, optimizer: torch
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     atomic_write_json(out_dir / LATEST, {"checkpoint": final.name, "step": step})
-    protected = {final.name}
-    best = state.get("best_checkpoint")
-    if best:
-        protected.add(best)
+    protected = {final.name, state.get("best_checkpoint")}
     old = sorted(p for p in out_dir.glob("ckpt-*") if p.is_dir() and p.name not in protected)
     for p in old[: max(len(old) - (keep - 1), 0)]:
         shutil.rmtree(p, ignore_errors=True)

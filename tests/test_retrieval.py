@@ -240,6 +240,9 @@ def test_fusion_embedder_refuses_mismatched_encoders(tiny):
     with pytest.raises(RetrievalError, match="trained on latents of BAAI/bge-small-en-v1.5"):
         FusionEmbedder(enc["text"], renamed)
     assert FusionEmbedder(enc["text"], renamed, strict_encoder=False).modality == "text"
+    as_spec = FusionModel(FusionConfig({"text": ModalitySpec(f"sentence:{enc['text'].model_id}", enc["text"].dim)},
+                                       proj_dim=8, depth=1))  # train.py records encoders as KIND:MODEL_ID
+    assert FusionEmbedder(enc["text"], as_spec).modality == "text"
 
 
 def test_clip_reference_space_plugs_in(tmp_path):

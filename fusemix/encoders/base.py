@@ -1,12 +1,9 @@
 """The one interface every frozen encoder follows, and what all of them share.
 
-An encoder turns raw items (audio, captions, images) into a float32 CPU tensor of latents, in three
-steps so the latent cache can overlap decoding with compute: ``prepare(item)`` (CPU, per item:
-decode, validate, crop, features; runs in DataLoader workers; bad input raises
-:class:`EncoderInputError` for that item alone), ``collate(prepared)`` (batch them) and
-``forward(batch)`` (the frozen model on its device -> ``[B, *output_shape]``). ``encode(items)``
-chains the three. Models are frozen (eval, ``requires_grad_(False)``, ``torch.inference_mode()``),
-fp16 on CUDA and fp32 on CPU unless told otherwise.
+``prepare(item)`` (CPU, per item: decode, validate, features; runs in DataLoader workers, so the
+latent cache overlaps decoding with compute; a bad item raises :class:`EncoderInputError`),
+``collate(prepared)`` and ``forward(batch)`` (the frozen model -> float32 CPU ``[B, *output_shape]``);
+``encode(items)`` chains the three. Models are frozen, fp16 on CUDA and fp32 on CPU by default.
 """
 
 from __future__ import annotations
@@ -23,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..conventions import pick_device
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +82,12 @@ def model_max_length(tokenizer, position_limit: int | None = None) -> int:
     return limit
 
 
+def check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
 def fingerprint_files(root: str | Path, patterns: Iterable[str] = ("*.json", "*.safetensors", "*.txt", "*.model")) -> str | None:
     """sha256 over a local model directory's config/weight files (None for a hub id): a content
     revision, so an edited or replaced model makes a new cache key instead of mixing latents."""
@@ -101,9 +105,9 @@ def fingerprint_files(root: str | Path, patterns: Iterable[str] = ("*.json", "*.
     return "sha256:" + h.hexdigest()
 
 
-def hub_revision(config) -> str | None:
-    """The commit hash transformers records when a model came from the hub cache."""
-    return getattr(config, "_commit_hash", None)
+def model_revision(config, model_id: str) -> str | None:
+    """The hub commit transformers recorded for ``config``, else a local directory's fingerprint."""
+    return getattr(config, "_commit_hash", None) or fingerprint_files(model_id)
 
 
 class Encoder(ABC):
@@ -118,6 +122,12 @@ class Encoder(ABC):
     device: torch.device
     dtype: torch.dtype
     batch_size: int = 32
+
+    def _place(self, device, dtype, batch_size: int) -> None:
+        """Set ``device``, ``dtype`` (:func:`pick_dtype`) and a checked ``batch_size``."""
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        self.batch_size = check_batch_size(batch_size)
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -151,10 +161,14 @@ class Encoder(ABC):
         json.dumps(d)  # fail here, not when a cache manifest is written
         return d
 
-    def prepare_all(self, items: Sequence[Any]) -> list[Any]:
-        """Prepare every item; collect all per-item errors into one EncoderInputError."""
+    def batches(self, items: Sequence[Any], *, batch_size: int | None = None,
+                progress: bool | None = None) -> Iterator[Any]:
+        """Prepare all items (one EncoderInputError lists every bad one), then yield collated batches."""
+        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+            raise EncoderInputError(f"items must be a list, got {type(items).__name__}")
+        bs = check_batch_size(self.batch_size if batch_size is None else batch_size)
         prepared, errors = [], []
-        for i, item in enumerate(items):
+        for i, item in enumerate(items):  # every item is checked before any compute
             try:
                 prepared.append(self.prepare(item))
             except ValueError as exc:  # EncoderInputError, AudioError, ...: one item's fault
@@ -162,17 +176,6 @@ class Encoder(ABC):
         if errors:
             shown = "; ".join(errors[:5]) + (f"; ... ({len(errors)} in all)" if len(errors) > 5 else "")
             raise EncoderInputError(f"{len(errors)} of {len(items)} items are unusable: {shown}")
-        return prepared
-
-    def batches(self, items: Sequence[Any], *, batch_size: int | None = None,
-                progress: bool | None = None) -> Iterator[Any]:
-        """Validate and prepare all items up front, then yield collated batches (tqdm-wrapped)."""
-        if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
-            raise EncoderInputError(f"items must be a list, got {type(items).__name__}")
-        bs = self.batch_size if batch_size is None else batch_size
-        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 1:
-            raise EncoderConfigError(f"batch_size must be a positive int, got {bs!r}")
-        prepared = self.prepare_all(items)
         n_batches = math.ceil(len(prepared) / bs)
         show = n_batches > 1 if progress is None else progress
         for start in tqdm(range(0, len(prepared), bs), total=n_batches, disable=not show,
@@ -180,9 +183,8 @@ class Encoder(ABC):
             yield self.collate(prepared[start:start + bs])
 
     def encode(self, items: Sequence[Any], *, batch_size: int | None = None, progress: bool | None = None) -> torch.Tensor:
-        """Latents of ``items`` as a float32 CPU tensor ``[len(items), *output_shape]``. All items are
-        validated before any compute (:class:`EncoderInputError` lists every bad one); ``progress=None``
-        shows a tqdm bar when there is more than one batch."""
+        """Latents of ``items``, float32 CPU ``[len(items), *output_shape]``; ``progress=None`` shows a
+        tqdm bar when there is more than one batch."""
         outs = [self.forward(b) for b in self.batches(items, batch_size=batch_size, progress=progress)]
         return torch.cat(outs) if outs else torch.empty((0, *self.output_shape), dtype=torch.float32)
 

@@ -1,17 +1,11 @@
-"""CLAP audio and text towers through transformers' ``ClapModel`` (LAION's weights from safetensors;
-the ``laion-clap`` package downgrades numpy, needs torchvision and downloads roberta-base).
+"""CLAP audio and text towers through transformers' ``ClapModel`` (LAION's weights, from safetensors).
 
-Both towers of one checkpoint share one loaded model (cached by model id, revision, device, dtype);
-outputs are the projected, L2-normalised embeddings ``[B, projection_dim]``.
-
-Audio: anything :func:`fusemix.audio.load_audio` accepts (bare arrays are taken to be at the model's
-rate), decoded to mono and resampled (soxr) to the extractor's rate in ``prepare``, which also cuts
-the windows and computes their log-mel (:mod:`fusemix.encoders.clap_features`, the extractor's
-values, cheaper; configurations it does not reproduce keep the extractor); ``forward`` runs the
-model. Unfused checkpoints need ``truncation="rand_trunc"``. Clips longer than the window (10 s)
-are handled deterministically: ``long_clip="center"`` (default) embeds the central window,
-``"mean"`` the re-normalised mean of up to ``max_windows`` evenly spaced windows. Fused checkpoints
-use their own global+local view, with numpy's RNG fixed so it is repeatable.
+Both towers of a checkpoint share one loaded model; outputs are the projected, L2-normalised
+embeddings ``[B, projection_dim]``. Audio is decoded, resampled and cut into windows in ``prepare``,
+whose log-mel comes from :mod:`fusemix.encoders.clap_features` where it reproduces the extractor.
+Clips longer than a window: ``long_clip="center"`` (default) embeds the central window, ``"mean"``
+the re-normalised mean of up to ``max_windows`` evenly spaced ones; fused checkpoints use their own
+global+local view, with numpy's RNG fixed so it is repeatable.
 """
 
 from __future__ import annotations
@@ -32,11 +26,11 @@ from .base import (
     Encoder,
     EncoderConfigError,
     EncoderInputError,
+    check_batch_size,
     check_caption,
-    fingerprint_files,
     freeze,
-    hub_revision,
     model_max_length,
+    model_revision,
     note_truncation,
     pick_dtype,
     token_count,
@@ -76,7 +70,7 @@ def load_clap(model_id: str, *, revision: str | None = None, device=None, dtype=
         tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         fusion = bool(getattr(model.config.audio_config, "enable_fusion", False))
         fe.truncation = "fusion" if fusion else "rand_trunc"
-        rev = revision or hub_revision(model.config) or fingerprint_files(model_id)
+        rev = revision or model_revision(model.config, model_id)
         bundle = ClapBundle(freeze(model, dev, dt), fe, tokenizer, rev, fusion)
         _CACHE[key] = bundle
         return bundle
@@ -104,9 +98,7 @@ class _ClapBase(Encoder):
         self.model_id, self.revision, self.pooling = str(model_id), self.bundle.revision, "projected"
         self.device, self.dtype = self.bundle.model.device, self.bundle.model.dtype
         self.dim = int(self.bundle.model.config.projection_dim)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        self.batch_size = check_batch_size(batch_size)
 
 
 class ClapAudioEncoder(_ClapBase):
@@ -211,7 +203,3 @@ class ClapTextEncoder(_ClapBase):
 
     def extra_description(self) -> dict:
         return {"max_length": self.max_length, "normalized": True}
-
-
-__all__ = ["ClapAudioEncoder", "ClapTextEncoder", "ClapBundle", "load_clap", "clear_clap_cache",
-           "window_starts", "EncoderInputError"]

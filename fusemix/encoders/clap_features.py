@@ -1,11 +1,8 @@
 """CLAP log-mel features for unfused checkpoints (``truncation="rand_trunc"``), from ``torch.stft``.
 
-Why: transformers' ``ClapFeatureExtractor`` runs one numpy ``rfft`` per frame in a Python loop,
-most of the extraction stage's CPU cost (docs/performance.md). This computes the same values:
-:func:`pad_window` pads and centres a window as the extractor does, :class:`LogMel` takes the
-periodic-Hann STFT, the Slaney mel matrix and dB in float64 like the extractor. The output equals
-the extractor's within float32 rounding (tests). Configurations this does not reproduce raise
-``ValueError`` (:func:`check_supported`) so callers can keep the extractor.
+Why: ``ClapFeatureExtractor`` runs one numpy ``rfft`` per frame in a Python loop, most of the
+extraction's CPU cost. This computes the same values (periodic-Hann STFT, Slaney mel, dB in float64)
+within float32 rounding; configurations it does not reproduce raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -41,13 +38,8 @@ def check_supported(fe: Any) -> None:
 
 
 def pad_window(wav: np.ndarray, fe: Any) -> np.ndarray:
-    """A mono window of 1..``nb_max_samples`` samples, padded and centred as ``fe`` does it (float64).
-
-    Padded to ``nb_max_samples`` by ``fe.padding`` (``repeatpad``: whole repeats, then zeros;
-    ``repeat``: repeats cut at the length; ``pad``: zeros), then reflected by half the FFT window
-    at each end so that STFT frame t is centred on sample t * hop (the extractor's ``center=True``).
-    One numpy pass: cheaper than torch's reflection pad and dtype copy.
-    """
+    """A mono window padded to ``nb_max_samples`` by ``fe.padding`` and reflected by half the FFT
+    window at each end (the extractor's ``center=True``), in float64 and one numpy pass."""
     wav = np.asarray(wav)
     length, half, n = int(fe.nb_max_samples), int(fe.fft_window_size) // 2, len(wav)
     if wav.ndim != 1 or not 0 < n <= length:
@@ -84,6 +76,3 @@ class LogMel:
             power = re_im[..., 0].square() + re_im[..., 1].square()  # |X|^2, cheaper than .abs().square()
             out.append(10.0 * torch.log10(torch.clamp(power.transpose(1, 2) @ self.mel, min=MIN_DB_POWER)).float())
         return {"input_features": torch.cat(out)[:, None].numpy(), "is_longer": np.zeros((len(windows), 1), dtype=bool)}
-
-
-__all__ = ["LogMel", "check_supported", "pad_window", "PADDING_MODES"]

@@ -1,15 +1,8 @@
-"""Image encoder: a vision transformer via ``AutoModel`` + the PIL ``AutoImageProcessor``.
+"""Image encoder: a vision transformer (built for DINOv2) via ``AutoModel`` + the PIL image processor.
 
-Built for DINOv2 (``facebook/dinov2-*``), and works with any AutoModel whose output has a
-``last_hidden_state`` of ``[B, tokens, D]`` with a leading CLS token (ViT, DeiT, DINOv2 with
-registers). The PIL image-processor backend is used so torchvision is never needed.
-
-Pooling: ``"cls"`` (default; for DINOv2 this is the layer-normed CLS token, which is also the
-``pooler_output`` and what DINOv2's linear probes use) or ``"mean"`` over the patch tokens (CLS
-and any register tokens excluded). Latents are not normalised unless ``normalize=True``.
-
-Items: PIL images, file paths, raw bytes, or ``HxWxC`` uint8 arrays. Anything PIL cannot decode
-is a per-item :class:`EncoderInputError`.
+Any AutoModel whose ``last_hidden_state`` is ``[B, tokens, D]`` with a leading CLS token works.
+Pooling: ``"cls"`` (DINOv2's layer-normed CLS token, what its linear probes use) or ``"mean"`` over
+the patch tokens (CLS and register tokens excluded). The PIL backend means no torchvision.
 """
 
 from __future__ import annotations
@@ -24,22 +17,12 @@ import numpy as np
 import torch
 
 from ..checkpoint import from_pretrained_safetensors
-from ..conventions import pick_device
-from .base import (
-    Encoder,
-    EncoderConfigError,
-    EncoderInputError,
-    fingerprint_files,
-    freeze,
-    hub_revision,
-    pick_dtype,
-)
+from .base import Encoder, EncoderConfigError, EncoderInputError, freeze, model_revision
 
 POOLINGS = ("cls", "mean")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-# Checked from the header, before any decoding: a 14 kB PNG can claim 100 Mpx (+1.7 GB decoded), and
-# PIL itself only refuses over 2 x its MAX_IMAGE_PIXELS (179 Mpx). Module-level, so an application can
-# change them (``fusemix.encoders.image.MAX_IMAGE_PIXELS = ...``); ``open_image`` also takes them.
+# Checked from the header, before decoding: a 14 kB PNG can claim 100 Mpx, and PIL only refuses over
+# 179 Mpx. Module-level, so an application can change them; ``open_image`` also takes them.
 MAX_IMAGE_PIXELS = 40_000_000
 # Processors scale the short side up to their input size: a 1 x 20000 image becomes 256 x 5.1 M px.
 MAX_ASPECT_RATIO = 20.0
@@ -63,12 +46,8 @@ def check_image_size(size: tuple[int, int], name: str = "image", *, max_pixels: 
 
 def open_image(item: Any, *, max_pixels: int | None = None,
                max_aspect: float | None = None) -> "PIL.Image.Image":  # noqa: F821
-    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image.
-
-    Files and bytes are checked against ``max_pixels`` (default :data:`MAX_IMAGE_PIXELS`) and
-    ``max_aspect`` (default :data:`MAX_ASPECT_RATIO`) from their header, before decoding; PIL images
-    and arrays against the same limits before conversion. ``0`` turns a limit off.
-    """
+    """Item -> RGB PIL image, or EncoderInputError saying why it is not an image. ``max_pixels`` and
+    ``max_aspect`` (default: the module's limits; 0: off) are checked on a file's header, before decoding."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, Image.Image):
@@ -116,11 +95,7 @@ class ImageEncoder(Encoder):
 
         if pooling not in POOLINGS:
             raise EncoderConfigError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
-        self.batch_size = batch_size
+        self._place(device, dtype, batch_size)
         self.processor = AutoImageProcessor.from_pretrained(model_id, revision=revision, backend="pil")
         model = from_pretrained_safetensors(AutoModel, model_id, revision=revision)
         cfg = model.config
@@ -129,7 +104,7 @@ class ImageEncoder(Encoder):
                                      "expected a vision transformer such as DINOv2")
         self.model = freeze(model, self.device, self.dtype)
         self.model_id = str(model_id)
-        self.revision = revision or hub_revision(cfg) or fingerprint_files(model_id)
+        self.revision = revision or model_revision(cfg, model_id)
         self.dim = int(cfg.hidden_size)
         self.pooling = pooling
         self.normalize = bool(normalize)

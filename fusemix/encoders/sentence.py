@@ -1,12 +1,9 @@
 """Sentence encoder (BGE, E5, MiniLM, ...): ``AutoModel`` + ``AutoTokenizer``, pooled and L2-normalised.
 
-Pooling, when not given, is decided in this order and recorded in ``describe()``:
-1. a sentence-transformers ``1_Pooling/config.json`` next to the model (authoritative);
-2. the model id: ``bge`` -> ``"cls"``, ``e5`` / ``minilm`` / ``mpnet`` -> ``"mean"``;
-3. otherwise ``"mean"`` (logged as a guess).
-E5 models get the ``"query: "`` prefix by default (E5's advice for symmetric tasks such as
-caption matching); pass ``prefix=`` to override. Captions are truncated at the model's limit
-(``sentence_bert_config.json``'s ``max_seq_length`` when present, else the tokenizer's), counted.
+Pooling, unless given: a sentence-transformers ``1_Pooling/config.json`` next to the model, else
+the model id (``bge`` -> cls; ``e5``, ``minilm``, ``mpnet`` -> mean), else mean (logged as a guess).
+E5 models get E5's ``"query: "`` prefix by default. Captions are truncated at
+``sentence_bert_config.json``'s ``max_seq_length`` (else the tokenizer's limit) and counted.
 """
 
 from __future__ import annotations
@@ -21,17 +18,14 @@ from typing import Any
 import torch
 
 from ..checkpoint import from_pretrained_safetensors
-from ..conventions import pick_device
 from .base import (
     Encoder,
     EncoderConfigError,
     check_caption,
-    fingerprint_files,
     freeze,
-    hub_revision,
     model_max_length,
+    model_revision,
     note_truncation,
-    pick_dtype,
     token_count,
 )
 
@@ -56,7 +50,7 @@ def _read_side_json(model_id: str, name: str, revision: str | None) -> dict | No
 
 
 def guess_pooling(model_id: str, revision: str | None = None) -> tuple[str, str]:
-    """``(pooling, source)`` for a sentence encoder; see the module docstring for the order."""
+    """``(pooling, source)`` for a sentence encoder, in the module docstring's order."""
     st = _read_side_json(model_id, "1_Pooling/config.json", revision)
     if st:
         if st.get("pooling_mode_cls_token"):
@@ -89,16 +83,12 @@ class SentenceEncoder(Encoder):
 
         if pooling is not None and pooling not in POOLINGS:
             raise EncoderConfigError(f"pooling must be one of {POOLINGS} or None, got {pooling!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise EncoderConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.device = pick_device(device)
-        self.dtype = pick_dtype(self.device, dtype)
-        self.batch_size = batch_size
+        self._place(device, dtype, batch_size)
         self.tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
         model = from_pretrained_safetensors(AutoModel, model_id, revision=revision)
         self.model = freeze(model, self.device, self.dtype)
         self.model_id = str(model_id)
-        self.revision = revision or hub_revision(model.config) or fingerprint_files(model_id)
+        self.revision = revision or model_revision(model.config, model_id)
         self.dim = int(model.config.hidden_size)
         if pooling is None:
             self.pooling, self.pooling_source = guess_pooling(self.model_id, revision)
