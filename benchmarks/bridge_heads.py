@@ -224,7 +224,7 @@ def gap_study(args) -> list[dict]:
                "paired_cos": float((xa_he * xt_he).sum(1).mean()),
                "b_text_R@1": r1(route_b, xt_he, "text"),
                "b_audio_raw_R@1": r1(route_b, xa_he, "audio")}
-        route_b.set_modality_mean("audio", xa_unlab)
+        route_b.set_modality_mean("audio", xa_unlab, shrink=False)
         row["b_audio_centred_R@1"] = r1(route_b, xa_he, "audio")
         row["a_audio_R@1"] = r1(route_a, xa_he, "audio")
         rows.append({"run": f"gap offset {gap}", **row})

@@ -219,11 +219,23 @@ class ConditioningBridge(nn.Module, Pretrained):
         return info
 
     @torch.no_grad()
-    def set_modality_mean(self, modality: str, latents: torch.Tensor) -> None:
-        """Record the mean CLAP latent of one tower (e.g. of unlabelled audio for captions-only training)."""
+    def set_modality_mean(self, modality: str, latents: torch.Tensor, shrink: bool = True) -> None:
+        """Record the mean CLAP latent of one tower (e.g. of unlabelled audio for captions-only training).
+
+        With ``shrink``, the mean's offset from the training tower's mean is shrunk by its estimated
+        noise (positive-part James-Stein): from a few clips an unshrunk mean hurts more than it helps.
+        """
         i = self._modality_index(modality)
         self._check_x(latents)
-        self.modality_means[i] = latents.to(self.modality_means.device, torch.float32).mean(0)
+        x = latents.to(self.modality_means.device, torch.float32)
+        mean = x.mean(0)
+        if shrink and x.shape[0] > 1 and self.config.train_modality in MODALITIES and \
+                modality != self.config.train_modality:
+            base = self.modality_means[MODALITIES.index(self.config.train_modality)]
+            offset = mean - base
+            noise = x.var(0).sum() / x.shape[0]  # expected squared norm of the mean's error
+            mean = base + offset * (1 - noise / offset.pow(2).sum().clamp_min(1e-12)).clamp(0, 1)
+        self.modality_means[i] = mean
         self.modality_counts[i] = latents.shape[0]
 
     # ------------------------------------------------------------------ forward
