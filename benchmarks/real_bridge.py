@@ -335,8 +335,17 @@ def run_sweep(args, mpnet: str, minilm: str) -> list[dict]:
     if args.only_n:
         todo = [c for c in todo if c["n"] in args.only_n]
     print(f"{len(todo)} runs to do ({len(done)} results already in {results_path})", flush=True)
-    for cfg in todo:
+    claims = Path(args.claims) if args.claims else None
+    if claims:
+        claims.mkdir(parents=True, exist_ok=True)
+    for cfg in (reversed(todo) if args.reverse else todo):
         n = cfg["n"]
+        key = hashlib.sha256(json.dumps([cfg[k] for k in CONFIG_KEYS]).encode()).hexdigest()[:16]
+        try:  # several processes sharing one results file (--claims): each run is done by one of them
+            if claims:
+                os.close(os.open(claims / key, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
         x, y = available_rows(mpnet, minilm, held + pool, HELD_OUT + n, args.wait)
         x_held, y_held = x[:HELD_OUT], y[:HELD_OUT].float()
         pairs = write_pairs(work, x[HELD_OUT:], y[HELD_OUT:])
@@ -349,7 +358,11 @@ def run_sweep(args, mpnet: str, minilm: str) -> list[dict]:
             f.write(json.dumps(row) + "\n")
         print(f"n={n:5d} {row['label']:<34} R@1 {row['R@1']:.3f} (rev {row['R@1_rev']:.3f})  seqMSE "
               f"{row['seq_rel_mse']:.3f}  {row['step']} steps  {time.time() - t0:.0f} s", flush=True)
-        if args.ridge and n not in have_ridge and not any(c["n"] == n for c in todo[todo.index(cfg) + 1:]):
+        last_at_n = not any(c["n"] == n for c in todo[todo.index(cfg) + 1:]) if not claims else \
+            not (claims / f"ridge-{n}").exists()
+        if args.ridge and n not in have_ridge and last_at_n:
+            if claims:
+                (claims / f"ridge-{n}").touch()
             ridge = {**ridge_reference(x[HELD_OUT:], y[HELD_OUT:], x_held, y_held), "n": n}
             ridge["label"] = label(ridge)
             have_ridge.add(n)
@@ -396,6 +409,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--ridge", action=argparse.BooleanOptionalAction, default=True, help="the linear reference row")
     p.add_argument("--only-n", type=int, nargs="*", default=None, help="run only these sizes of the grid")
+    p.add_argument("--claims", default=None, help="a folder through which parallel processes share out the runs")
+    p.add_argument("--reverse", action="store_true", help="take the runs in reverse order (a second process)")
     p.add_argument("--wait", action="store_true", help="wait for another process filling the latent cache")
     p.add_argument("--results", default=None, help="JSONL of finished runs (appended; finished runs are skipped)")
     p.add_argument("--workdir", default=None, help="where latent-pair files and runs go (a temporary folder)")
@@ -502,15 +517,21 @@ def report(rows: list[dict], args) -> int:
     sizes = sorted({r["n"] for r in rows})
     best, by_cfg = choose(rows, sizes)
     lines = []
-    if best is None or max(sizes) != 5000:
-        goal = "GOAL bridge_captions_for_90pct: unknown (goal <= 5000: NOT met; no configuration ran at every size up to 5000)"
+    if best is None:
+        goal = "GOAL bridge_captions_for_90pct: unknown (goal <= 5000: NOT met; no configuration ran at every size)"
     else:
+        top = max(sizes)
         curve = {n: by_cfg[best][n]["R@1"] for n in sizes}
-        target = 0.9 * curve[5000]
+        target = 0.9 * curve[top]
         hit, interp = captions_for(curve, target)
-        lines.append(f"chosen: {best}; R@1 at 5,000 = {curve[5000]:.3f}; 90% of it = {target:.3f}; "
-                     f"reached at n = {hit} of the measured sizes (log-interpolated: ~{interp:.0f})")
-        goal = f"GOAL bridge_captions_for_90pct: {hit} (goal <= 5000: {'met' if hit and hit <= 5000 else 'NOT met'})"
+        lines.append(f"chosen (best mean R@1 over the sizes {sizes}): {best}; R@1 at {top:,} = {curve[top]:.3f}; "
+                     f"90% of it = {target:.3f}, reached at n = {hit} of the measured sizes "
+                     f"(log-interpolated: ~{interp:.0f})")
+        if top == 5000:
+            goal = f"GOAL bridge_captions_for_90pct: {hit} (goal <= 5000: {'met' if hit and hit <= 5000 else 'NOT met'})"
+        else:
+            goal = (f"GOAL bridge_captions_for_90pct: unknown (goal <= 5000: NOT met; the 5,000-caption run is "
+                    f"missing, the largest size measured is {top:,}: 90% of its R@1 is reached at n = {hit})")
     for ln in lines:
         print(ln)
     docs = Path(args.docs)
