@@ -63,3 +63,11 @@ def test_verbs_agree_with_their_subjects():
     assert gen.conjugate("hit the ball back and forth", "ger", True) == "hitting the ball back and forth"
     caps = load_captions(gen.OUTPUT)
     assert not [c for c in caps if re.search(r"\b(?:booes|dys|a \w+ are|two \w+s is)\b", c)]
+
+
+def test_no_caption_says_the_same_action_twice():
+    """"crows twice, then crows twice" is what a generator writes, not a person ("rings and rings" is idiom)."""
+    again = re.compile(r"(\b\w+(?: \w+)+)(?:,? then|,? and then| and) (?:\w+ )?\1\b|\b(\w{4,}) (?:and then|then|and) \2\b")
+    caps = load_captions(gen.OUTPUT)
+    repeats = [c for c in caps if again.search(c) and not re.search(r"\brings and rings|ringing and ringing", c)]
+    assert not repeats, repeats[:5]

@@ -617,6 +617,8 @@ def compose(rng: random.Random, src: Source) -> str:
     bg_where = "" if bg_placed else " in the background"
     bg_near = "" if bg_placed else " nearby"
     shape = rng.randrange(17)
+    if action2 == action and shape in (8, 9, 16):  # no second action fits: one action, said once
+        shape = 3
     if shape == 0:
         return f"{subj} {fin}"
     if shape == 1:
@@ -633,8 +635,10 @@ def compose(rng: random.Random, src: Source) -> str:
         return f"{subj} {fin}, then {fin2}"
     if shape == 9:
         return f"{subj} {fin} and then {fin2} {place}"
-    if shape == 10 and place.startswith(("in ", "at ", "on a ", "outside", "downtown")):
-        return f"{place}, {subj} {fin}"
+    if shape == 10:  # a place reads well first only as "in/at/on a ..." ("into a microphone, ..." does not)
+        if place.startswith(("in ", "at ", "on a ", "outside", "downtown")):
+            return f"{place}, {subj} {fin}"
+        return f"{subj} {fin} {place}"
     if shape == 11:
         return f"the sound of {subj} {ger} {place}"
     if shape == 12:
