@@ -9,8 +9,8 @@ a dozen sentence shapes (finite or -ing verb, a place before or after, a backgro
 actions in sequence, "the sound of ..."). Sampling is seeded and quota-driven per category, so the
 output is byte-for-byte reproducible; lines are deduplicated.
 
-    python -m fusemix.data.make_sound_captions          # rewrite the file
-    python -m fusemix.data.make_sound_captions --check  # exit 1 if the file is stale
+    python tools/make_sound_captions.py          # rewrite the file
+    python tools/make_sound_captions.py --check  # exit 1 if the file is stale
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 SEED = 2026
 PER_CATEGORY = 700
 MAX_CHARS = 160  # well under caption_bank.MAX_CAPTION_CHARS; real captions are short
-OUTPUT = Path(__file__).with_name("sound_captions.txt")
+OUTPUT = Path(__file__).resolve().parents[1] / "fusemix" / "data" / "sound_captions.txt"
 
 # --------------------------------------------------------------------------- grammar
 
@@ -678,7 +678,7 @@ def render(seed: int = SEED, per_category: int = PER_CATEGORY) -> str:
     """The corpus file's full text: a header, then one '# category' block per category."""
     parts = [
         "# fusemix sound captions: everyday sound descriptions, one per line, composed for this project",
-        "# by fusemix/data/make_sound_captions.py (seeded; do not edit by hand, rerun the script).",
+        "# by tools/make_sound_captions.py (seeded; do not edit by hand, rerun the script).",
         "# Lines starting with '#' and blank lines are ignored (fusemix.caption_bank.load_captions reads it).",
     ]
     for name, lines in generate(seed, per_category).items():
@@ -696,7 +696,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     if args.check:
         same = out.is_file() and out.read_text(encoding="utf-8") == text
-        print(f"{out}: {'up to date' if same else 'STALE: rerun python -m fusemix.data.make_sound_captions'}")
+        print(f"{out}: {'up to date' if same else 'STALE: rerun python tools/make_sound_captions.py'}")
         return 0 if same else 1
     from fusemix.io import atomic_write_text
 
