@@ -224,6 +224,11 @@ def gap_study(args) -> list[dict]:
                "paired_cos": float((xa_he * xt_he).sum(1).mean()),
                "b_text_R@1": r1(route_b, xt_he, "text"),
                "b_audio_raw_R@1": r1(route_b, xa_he, "audio")}
+        for k in sorted(args.audio_clips):  # how few unlabelled clips the mean correction needs
+            route_b.set_modality_mean("audio", xa_unlab[:k], shrink=False)
+            row[f"b_audio_centred_{k}_clips_R@1"] = r1(route_b, xa_he, "audio")
+            route_b.set_modality_mean("audio", xa_unlab[:k], shrink=True)
+            row[f"b_audio_shrunk_{k}_clips_R@1"] = r1(route_b, xa_he, "audio")
         route_b.set_modality_mean("audio", xa_unlab, shrink=False)
         row["b_audio_centred_R@1"] = r1(route_b, xa_he, "audio")
         row["a_audio_R@1"] = r1(route_a, xa_he, "audio")
@@ -239,6 +244,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--section", choices=("heads", "gap"), default="heads",
                    help="heads: compare output heads (and --sweep-weights); gap: modality-gap study (synthetic)")
     p.add_argument("--gaps", type=float, nargs="+", default=[0.0, 0.75, 1.5], help="gap study: offsets to try")
+    p.add_argument("--audio-clips", type=int, nargs="*", default=[],
+                   help="gap study: also centre audio on the mean of only this many unlabelled clips")
     p.add_argument("--x-noise", type=float, default=3.0, help="gap study: latent noise (norm relative to signal)")
     p.add_argument("--heads", default=",".join(HEADS))
     p.add_argument("--n-train", type=int, default=2000)

@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone: fusemix beside tools/
+
 SEED = 2026
 PER_CATEGORY = 700
 MAX_CHARS = 160  # well under caption_bank.MAX_CAPTION_CHARS; real captions are short
