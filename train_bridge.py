@@ -44,7 +44,9 @@ logger = logging.getLogger(__name__)
 
 CODE_VERSION = "1"  # bump when a change here or in the bridge makes cached bridges stale
 DEFAULT_CORPUS = Path(__file__).resolve().parent / "fusemix" / "data" / "sound_captions.txt"
-DEFAULT_MAX_CAPTIONS = 2000
+# Captions to train on: enough for most of the R@1 (docs/real_bridge.md), few enough for a CPU start-up
+# (docs/space.md); a GPU encodes the whole corpus.
+DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
 # train.py settings for a caption corpus (docs/real_bridge.md says how they were chosen).
 BRIDGE_ARGS = ["--model", "bridge", "--bridge_head", "lowrank", "--depth", "2", "--dropout", "0.1",
                "--epochs", "30", "--lr", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "20",
@@ -170,7 +172,7 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         report("encoding captions", len(job.captions), len(job.captions))
         latents = save_latent_pairs(tmp / "captions.safetensors", pairs)
         run = tmp / "run"
-        settings = [*BRIDGE_ARGS, "--batch_size", str(min(256, pairs.num_pairs // 2)), "--seed", str(job.seed),
+        settings = [*BRIDGE_ARGS, "--batch_size", str(min(128, pairs.num_pairs // 2)), "--seed", str(job.seed),
                     *job.train_args]
         result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
         last = latest_checkpoint(run)

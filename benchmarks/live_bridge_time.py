@@ -62,26 +62,27 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         clap, sd = build_real_arch(tmp)
         print(f"built the random real-architecture models in {time.perf_counter() - t:.0f} s", flush=True)
-        stages: dict[str, float] = {}
-        last = [time.perf_counter(), ""]
+        marks: list[tuple[str, float]] = []  # (stage, time it started)
 
         def progress(stage, done, total):
-            now = time.perf_counter()
-            if last[1]:
-                stages[last[1]] = stages.get(last[1], 0.0) + now - last[0]
-            last[:] = [now, stage if done < total else "training"]
+            if not marks or marks[-1][0] != stage:
+                marks.append((stage, time.perf_counter()))
+            if stage == "encoding captions" and done == total:
+                marks.append(("training", time.perf_counter()))
 
         job = train_bridge.make_job(clap, sd, max_captions=args.sample)
         t0 = time.perf_counter()
         train_bridge.train_caption_bridge(job, tmp / "bridge", audio=[ROOT / "demo" / "examples"], progress=progress)
         total = time.perf_counter() - t0
+    ends = [t for _, t in marks[1:]] + [t0 + total]
+    took = {stage: end - start for (stage, start), end in zip(marks, ends)}
+    encode, training = took.get("encoding captions", 0.0), took.get("training", 0.0)
+    fixed = total - encode - training  # audio mean of the example clips, saving: independent of the corpus
     scale = args.captions / args.sample
-    encode = stages.get("encoding captions", 0.0)
-    rest = total - encode
-    est = encode * scale + rest * scale
+    est = (encode + training) * scale + fixed  # encoding is linear in captions; so are the steps at fixed epochs
     print(f"{args.sample} captions: encoding {encode:.1f} s ({encode / args.sample * 1000:.0f} ms per caption, both "
-          f"text encoders), training + audio mean + saving {rest:.1f} s, total {total:.1f} s")
-    print(f"estimate for {args.captions} captions (linear in captions): {est / 60:.1f} min")
+          f"text encoders), training {training:.1f} s, audio mean + saving {fixed:.1f} s, total {total:.1f} s")
+    print(f"estimate for {args.captions} captions: {est / 60:.1f} min")
     print(goal_line("live_bridge_minutes", est / 60, "<=", 10))
 
 
