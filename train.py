@@ -235,7 +235,7 @@ def main(argv=None) -> dict:
         model.initialize_from_data(x_all[item_of], y_all)
     if cfg.adapter_init not in ("linear", "random"):
         raise TrainingError(f"--adapter_init must be linear or random, got {cfg.adapter_init!r}")
-    if cfg.adapter_init == "linear" and isinstance(model, FusionModel) and not (cfg.init_from or cfg.resume):
+    if cfg.adapter_init == "linear" and isinstance(model, FusionModel) and not cfg.init_from:  # (a resume overwrites it)
         lin = linear_start(model, train.x_modality, x_all[item_of], train.y_modality, y_all, cfg.seed)
         acc.print(f"linear start: CCA/ridge map (r_x, r_y, power) = {lin.params}, cross-validated R@1 {lin.cv_r1:.3f}")
     for name in filter(None, (s.strip() for s in cfg.freeze.split(","))):

@@ -237,7 +237,7 @@ def draw(n: int, seed: int, pool: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- the run
 
 
-def run_seed(seed: int, sizes, methods, extra=(), paper_seeds_above=(10**9, 1), mpnet=None, threads=1) -> list[dict]:
+def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None, threads=1) -> list[dict]:
     """Every (n, method) of one seed: same training scenes per (n, seed), same test scenes for all."""
     torch.set_num_threads(threads)
     x, y, _ = load_latents(mpnet)
@@ -250,7 +250,7 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_seeds_above=(10**9, 1), 
             raise SystemExit(f"n={n} exceeds the {pool} non-test scenes")
         idx = draw(n, seed, pool)
         for method in methods:
-            if method == "paper" and n > paper_seeds_above[0] and seed >= paper_seeds_above[1]:
+            if method == "paper" and n > paper_max_n:
                 continue
             if method in TRAIN_METHODS:
                 r = run_train(method, x[idx], y[idx], x_test, y_test, seed, extra)
@@ -313,6 +313,9 @@ def print_table(summary, sizes, methods):
     for n in sizes:
         cells = []
         for m in methods:
+            if (n, m, "x2y") not in summary:
+                cells.append(f"{'(not run)':^23}")
+                continue
             (a, sa, _), (b, sb, _) = summary[n, m, "x2y"], summary[n, m, "y2x"]
             cells.append(f"{a:.3f}+-{sa:.3f} {b:.3f}+-{sb:.3f}")
         print(f"{n:>5} | " + " | ".join(cells))
@@ -330,10 +333,11 @@ def plot(summary, sizes, methods, path: Path) -> None:
     for ax, d, title in zip(axes, ("x2y", "y2x"), ("x -> y (MiniLM query, MPNet gallery)",
                                                    "y -> x (MPNet query, MiniLM gallery)")):
         for m in methods:
-            mean = [summary[n, m, d][0] for n in sizes]
-            std = [summary[n, m, d][1] for n in sizes]
+            ns = [n for n in sizes if (n, m, d) in summary]
+            mean = [summary[n, m, d][0] for n in ns]
+            std = [summary[n, m, d][1] for n in ns]
             c, mk, ls = style.get(m, ("k", ".", "-"))
-            ax.errorbar(sizes, mean, yerr=std, label=m, color=c, marker=mk, linestyle=ls, capsize=2)
+            ax.errorbar(ns, mean, yerr=std, label=m, color=c, marker=mk, linestyle=ls, capsize=2)
         ax.set_xscale("log")
         ax.set_xticks(list(sizes), [str(n) for n in sizes])
         ax.set_xlabel("training pairs n")
@@ -356,31 +360,43 @@ def main(argv=None) -> None:
     p.add_argument("--plot", default=str(ROOT / "docs" / "real_encoders.png"), help="'' for no plot")
     p.add_argument("--train-flags", default="", help="extra train.py flags for every train.py method (experiments)")
     p.add_argument("--encode-only", action="store_true", help="fill the latent cache and stop")
+    p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
+                   help="no training: table, plot and goal from the rows of earlier runs (e.g. one run per size range)")
     p.add_argument("--threads", type=int, default=1, help="torch threads a process (default 1)")
     p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
-    p.add_argument("--paper-one-seed-above", type=int, default=10**9,
-                   help="run --preset paper with seed 0 only above this n (it is the slowest method on a CPU)")
+    p.add_argument("--paper-max-n", type=int, default=10**9,
+                   help="skip --preset paper above this n (its 4 x 3072-wide blocks are by far the slowest on a CPU)")
     args = p.parse_args(argv)
     mpnet = find_mpnet(args.mpnet)
     x, y, h = load_latents(mpnet)
     if args.encode_only:
         return
     t0 = time.time()
+    if args.merge:
+        rows = [r for f in args.merge for r in json.loads(Path(f).read_text())["rows"]]
+        args.sizes = sorted({r["n"] for r in rows})
+        args.methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+        args.seeds = len({r["seed"] for r in rows})
+        report(args, rows, summarise(rows, args.methods, args.sizes), h, len(x), t0)
+        return
     # one torch thread a process: on a shared machine more threads than free cores run far slower
     rows = run(args.seeds, args.jobs, sizes=args.sizes, methods=args.methods, extra=args.train_flags.split(),
-               paper_seeds_above=(args.paper_one_seed_above, 1), mpnet=mpnet, threads=args.threads)
+               paper_max_n=args.paper_max_n, mpnet=mpnet, threads=args.threads)
     rows.sort(key=lambda r: (r["n"], METHODS.index(r["method"]), r["seed"]))
-    summary = summarise(rows, args.methods, args.sizes)
-    print_table(summary, args.sizes, args.methods)
-    results = cache_root("real_encoders", f"results-{h}.json")
+    results = cache_root("real_encoders", f"results-{h}-{'-'.join(map(str, args.sizes))}.json")
     atomic_write_json(results, {"corpus": h, "rows": rows, "args": vars(args)})
     print(f"\n{len(rows)} runs in {time.time() - t0:.0f} s; rows: {results}")
+    report(args, rows, summarise(rows, args.methods, args.sizes), h, len(x), t0)
+
+
+def report(args, rows, summary, h, corpus_size, t0) -> None:
+    print_table(summary, args.sizes, args.methods)
     if args.plot:
         plot(summary, args.sizes, args.methods, Path(args.plot))
         print(f"plot: {args.plot}")
     if "default" not in args.methods or not set(LINEAR_METHODS) & set(args.methods):
         return
-    cells = goal(rows, summary, args.sizes, args.methods, len(scene_corpus.test_indices(len(x))))
+    cells = goal(rows, summary, args.sizes, args.methods, len(scene_corpus.test_indices(corpus_size)))
     for c in cells:
         print(f"n={c['n']:5d} {c['dir']}: default - {c['best_linear']} = {c['diff']:+.3f} (noise {c['noise']:.3f})")
     big = [c for c in cells if c["n"] >= 250]
