@@ -56,7 +56,9 @@ class TrainConfig:
     out: str = opt("runs/fusemix", "output directory: checkpoints, metrics.jsonl, metrics.png")
     # --- model ---
     model: str = opt("two_tower", "two_tower (retrieval adapters) or bridge (CLAP -> Stable Diffusion text space)")
-    preset: str = opt("auto", "where flags not given come from: auto (chosen from the number of pairs, fusemix/recipe.py) or paper (the paper's adapters and optimiser, batch clipped to the pairs)")
+    preset: str = opt("auto", "where flags not given come from: auto (chosen from the number of pairs, "
+                              "fusemix/recipe.py) or paper (the paper's adapters and optimiser, batch clipped "
+                              "to the pairs)")
     proj_dim: int = opt(None, "shared space width (default: by --preset; paper: 512)")
     depth: int = opt(None, "residual blocks per adapter (default: by --preset; paper: 4)")
     expansion: int = opt(None, "hidden width multiplier inside a block (default: by --preset; paper: 4)")
