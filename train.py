@@ -34,6 +34,7 @@ from fusemix.mixing import SCHEMES, alpha_at, fusemix_mix, mix_partners, sample_
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
 from fusemix.optim import lr_at, make_optimizer
 from fusemix.plotting import plot_metrics
+from fusemix.recipe import Recipe, linear_start, recipe
 from fusemix.train_state import latest_checkpoint, load_trainer_state, save_checkpoint
 
 
@@ -53,38 +54,46 @@ class TrainConfig:
     cache_dir: str = opt("", "where extracted latents are cached, reused across runs (empty: the fusemix cache "
                              "root's latents/: $FUSEMIX_CACHE, else $XDG_CACHE_HOME/fusemix, else ~/.cache/fusemix)")
     num_workers: int = opt(-1, "decoding processes for extraction (-1: one per CPU core beside this one, at least 2)")
-    heldout_fraction: float = opt(0.05, "fraction of items held out for retrieval evaluation")
+    heldout_fraction: float = opt(None, "fraction of items held out for retrieval evaluation and the best checkpoint "
+                                        "(default: by --preset)")
     out: str = opt("runs/fusemix", "output directory: checkpoints, metrics.jsonl, metrics.png")
     # --- model ---
     model: str = opt("two_tower", "two_tower (retrieval adapters) or bridge (CLAP -> Stable Diffusion text space)")
-    proj_dim: int = opt(512, "shared space width (paper: 512)")
-    depth: int = opt(4, "residual blocks per adapter (paper: 4)")
-    expansion: int = opt(4, "hidden width multiplier inside a block (paper: 4)")
-    dropout: float = opt(0.6, "dropout inside blocks (paper: 0.6)")
+    preset: str = opt("auto", "where flags not given come from: auto (chosen from the number of pairs, "
+                              "fusemix/recipe.py) or paper (the paper's adapters and optimiser, batch clipped "
+                              "to the pairs)")
+    proj_dim: int = opt(None, "shared space width (default: by --preset; paper: 512)")
+    depth: int = opt(None, "residual blocks per adapter (default: by --preset; paper: 4)")
+    expansion: int = opt(None, "hidden width multiplier inside a block (default: by --preset; paper: 4)")
+    dropout: float = opt(None, "dropout inside blocks (default: by --preset; paper: 0.6)")
     bridge_head: str = opt(BridgeConfig.head, "--model bridge: output head, lowrank or direct (docs/audio_to_image.md)")
     bridge_rank: int = opt(BridgeConfig.rank, "--model bridge: basis sequences of the lowrank head")
     regression_weight: float = opt(BridgeConfig.regression_weight, "--model bridge: weight of the sequence MSE beside InfoNCE")
     init_from: str = opt("", "start from a saved FusionModel dir; new modalities get fresh adapters")
     freeze: str = opt("", "comma-separated modalities whose adapters stay fixed (e.g. text, as the shared anchor)")
+    adapter_init: str = opt(None, "linear: start at the closed-form CCA/ridge map chosen by cross-validation on the "
+                                  "training pairs, residual MLPs at zero (fusemix/recipe.py); random: the usual "
+                                  "init (default: by --preset)")
     # --- FuseMix ---
     mixup_alpha: float = opt(1.0, "Beta(alpha, alpha) for the shared mixing coefficient; <= 0 turns mixing off")
     mix_scheme: str = opt("permutation", f"how partners are chosen: {' or '.join(SCHEMES)} (official code: half)")
     alpha_schedule: str = opt("constant", "constant, linear_decay, cosine_decay or warmup (alpha as a function of step)")
     # --- optimisation ---
-    epochs: int = opt(50, "passes over the training pairs (official run: 500)")
-    batch_size: int = opt(1024, "global batch (split over processes); negatives come from it (official run: 40960)")
-    lr: float = opt(1e-3, "peak learning rate (AdamW; official code: 1e-3)")
+    epochs: int = opt(None, "passes over the training pairs (default: by --preset; official run: 500)")
+    batch_size: int = opt(None, "global batch (split over processes); negatives come from it (default: by --preset; "
+                                "official run: 40960)")
+    lr: float = opt(None, "peak learning rate (AdamW; default: by --preset; official code: 1e-3)")
     min_lr: float = opt(1e-6, "learning rate at the end of the cosine decay (official code: 1e-6)")
     weight_decay: float = opt(0.1, "AdamW weight decay on matrices (none on biases, norms, temperature)")
-    warmup_steps: int = opt(100, "linear warm-up steps before the cosine decay")
+    warmup_steps: int = opt(None, "linear warm-up steps before the cosine decay (default: by --preset; official: 100)")
     grad_clip: float = opt(0.0, "max gradient norm; 0 disables")
     bf16: bool = opt(False, "bf16 autocast for the adapters (CPUs with bf16 units and GPUs)")
     tf32: bool = opt(False, "on CUDA, fp32 matmuls on TF32 tensor cores (10-bit mantissa inputs): several times "
                             "faster than full fp32; no effect on CPU")
     # --- bookkeeping ---
-    eval_every: int = opt(5, "evaluate held-out retrieval every N epochs (and at the end)")
+    eval_every: int = opt(None, "evaluate held-out retrieval every N epochs (and at the end; default: by --preset)")
     log_every: int = opt(10, "write a training-loss line every N steps")
-    save_every: int = opt(5, "checkpoint every N epochs (and at the end)")
+    save_every: int = opt(None, "checkpoint every N epochs (and at the end; default: by --preset)")
     max_steps: int = opt(0, "stop after this many steps in this invocation (0: run to the end); for tests and time limits")
     resume: bool = opt(False, "continue from the latest checkpoint in --out")
     seed: int = opt(0, "seed for the split, initialisation, batch order, mixing and dropout")
@@ -105,6 +114,17 @@ def parse_args(argv=None) -> TrainConfig:
 
 class TrainingError(ValueError):
     """A configuration or data problem found before training starts."""
+
+
+def choose_settings(cfg: TrainConfig, n_pairs: int, n_train: int | None, x_dim: int, y_dim: int, processes: int,
+                    only=None) -> tuple[TrainConfig, Recipe, list[str]]:
+    """Fill the flags left at None (those in ``only``, else all) from fusemix.recipe; given flags win."""
+    try:
+        rec = recipe(n_pairs, x_dim, y_dim, cfg.preset, processes, n_train=n_train, model=cfg.model)
+    except ValueError as e:
+        raise TrainingError(str(e)) from e
+    chosen = [k for k in rec.settings if getattr(cfg, k, 0) is None and (only is None or k in only)]
+    return dataclasses.replace(cfg, **{k: rec.settings[k] for k in chosen}), rec, chosen
 
 
 def load_pairs(cfg: TrainConfig) -> LatentPairs:
@@ -200,8 +220,15 @@ def main(argv=None) -> dict:
 
     # ---- data: everything validated before a single step ----
     pairs = load_pairs(cfg)
+    dims = (pairs.x.shape[-1], pairs.y.shape[-1])
+    cfg, _, chosen = choose_settings(cfg, pairs.num_pairs, None, *dims, acc.num_processes,
+                                     only=("heldout_fraction",))  # the split first
     train, held = pairs.split(cfg.heldout_fraction, seed=cfg.seed) if cfg.heldout_fraction > 0 else (pairs, None)
     n = train.num_pairs
+    cfg, rec, rest = choose_settings(cfg, pairs.num_pairs, n, *dims, acc.num_processes)  # then batch, steps, ...
+    if chosen + rest:
+        acc.print(f"settings chosen by --preset {cfg.preset} for {pairs.num_pairs} pairs ({n} for training):\n"
+                  + rec.describe(chosen + rest))
     if cfg.batch_size < 2 or cfg.batch_size > n:
         raise TrainingError(f"--batch_size must be between 2 and the {n} training pairs, got {cfg.batch_size}")
     if cfg.batch_size % acc.num_processes:
@@ -216,6 +243,11 @@ def main(argv=None) -> dict:
     model = build_model(cfg, pairs).to(device)
     model.prepare_for_data(train)
     model.loss_fn.gather = acc.num_processes > 1
+    if cfg.adapter_init not in ("linear", "random"):
+        raise TrainingError(f"--adapter_init must be linear or random, got {cfg.adapter_init!r}")
+    if cfg.adapter_init == "linear" and cfg.model == "two_tower" and not cfg.init_from:  # (a resume overwrites it)
+        lin = linear_start(model, train.x_modality, x_all[item_of], train.y_modality, y_all, cfg.seed)
+        acc.print(f"linear start: CCA/ridge map (r_x, r_y, power) = {lin.params}, cross-validated R@1 {lin.cv_r1:.3f}")
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
     start_step = 0

