@@ -151,10 +151,32 @@ def test_inputs_are_centred_on_their_own_tower_when_its_mean_is_known():
     assert scale == pytest.approx(float((text - text.mean(0)).norm(dim=-1).pow(2).mean().sqrt()), rel=1e-5)
     # audio mean unknown: audio is centred on the training (text) mean, never on a guess
     assert torch.allclose(b.center_inputs(audio, "audio"), (audio - text.mean(0)) / scale, atol=1e-5)
-    b.set_modality_mean("audio", audio)
+    b.set_modality_mean("audio", audio, shrink=False)
     assert torch.allclose(b.center_inputs(audio, "audio").mean(0), torch.zeros(16), atol=1e-5)
     assert torch.allclose(b.center_inputs(text, "text").mean(0), torch.zeros(16), atol=1e-5)
     assert torch.allclose(b.center_inputs(text), b.center_inputs(text, "text"))
+
+
+def test_an_audio_mean_from_few_clips_is_shrunk_toward_the_training_mean():
+    """From a handful of clips the raw mean's noise can exceed the modality gap it corrects; the shrunk
+    offset (positive-part James-Stein) is closer to the true audio mean on average, and with many
+    clips it is the raw mean."""
+    b = ConditioningBridge(cfg(train_modality="text"))
+    g = torch.Generator().manual_seed(0)
+    b.initialize_from_data(torch.randn(2000, 16, generator=g), data(n=2000)[1])
+    text_mean = b.modality_means[1].clone()
+    gap = torch.full((16,), 0.15)
+    err = {True: [], False: []}
+    for _ in range(200):
+        clips = gap + torch.randn(4, 16, generator=g)
+        for shrink in err:
+            b.set_modality_mean("audio", clips, shrink=shrink)
+            err[shrink].append(float((b.modality_means[0] - gap).pow(2).sum()))
+    assert sum(err[True]) < 0.6 * sum(err[False])
+    many = gap * 20 + torch.randn(5000, 16, generator=g)
+    b.set_modality_mean("audio", many)
+    assert torch.allclose(b.modality_means[0], many.mean(0), atol=0.05 * float((many.mean(0) - text_mean).norm()))
+    assert int(b.modality_counts[0]) == 5000
 
 
 # --------------------------------------------------------------------------- checkpoints
