@@ -30,6 +30,9 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.append(str(_ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
+from fusemix.conventions import use_persistent_storage  # noqa: E402
+
+use_persistent_storage()  # a Space's /data keeps the hub and fusemix caches across restarts: set before hub imports
 
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -25,11 +25,13 @@ def cache_root(*parts: str) -> Path:
     return Path(base).joinpath(*parts)
 
 
-def use_persistent_storage(root: str = PERSISTENT_STORAGE, env=None) -> bool:
-    """Where a writable ``root`` exists (a Space's persistent volume), put the Hugging Face cache and
-    fusemix's cache on it, unless the environment already chose; call before any hub library is
-    imported (they read ``HF_HOME`` once). True when ``root`` is used."""
+def use_persistent_storage(root: str | None = None, env=None) -> bool:
+    """Where a writable ``root`` exists (a Space's persistent volume, ``/data``, or
+    ``$FUSEMIX_PERSISTENT_STORAGE``), put the Hugging Face cache and fusemix's cache on it unless the
+    environment already chose; call before any hub library is imported (they read ``HF_HOME`` once).
+    True when ``root`` is used."""
     env = os.environ if env is None else env
+    root = root or env.get("FUSEMIX_PERSISTENT_STORAGE") or PERSISTENT_STORAGE
     if not (os.path.isdir(root) and os.access(root, os.W_OK)):
         return False
     env.setdefault("HF_HOME", os.path.join(root, "huggingface"))

@@ -25,6 +25,22 @@ def test_persistent_storage_routes_both_caches_when_the_volume_exists(tmp_path):
     assert chosen == {"HF_HOME": "/mine", "FUSEMIX_CACHE": "/also-mine"}  # the user's choice wins
 
 
+def test_the_demo_puts_its_caches_on_persistent_storage_before_any_hub_import(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "FUSEMIX_CACHE")}
+    env["FUSEMIX_PERSISTENT_STORAGE"] = str(tmp_path)
+    code = ("import demo.app, huggingface_hub.constants as c; from fusemix.conventions import cache_root; "
+            "print(c.HF_HOME); print(cache_root())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(tmp_path / "huggingface"), str(tmp_path / "fusemix")]
+
+
 def test_specs_and_file_types():
     assert parse_spec("clap-audio:laion/clap-htsat-unfused") == ("clap-audio", "laion/clap-htsat-unfused")
     assert parse_spec("BAAI/bge-small-en-v1.5", "text") == ("sentence", "BAAI/bge-small-en-v1.5")
