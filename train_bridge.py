@@ -47,10 +47,8 @@ DEFAULT_CORPUS = Path(__file__).resolve().parent / "fusemix" / "data" / "sound_c
 # Captions to train on: enough for most of the R@1 (docs/real_bridge.md), few enough for a CPU start-up
 # (docs/space.md); a GPU encodes the whole corpus.
 DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
-# train.py settings for a caption corpus (docs/real_bridge.md says how they were chosen).
-BRIDGE_ARGS = ["--model", "bridge", "--bridge_head", "lowrank", "--depth", "2", "--dropout", "0.1",
-               "--epochs", "30", "--lr", "1e-3", "--weight_decay", "0.01", "--warmup_steps", "20",
-               "--heldout_fraction", "0.05", "--eval_every", "10", "--save_every", "10"]
+# train.py's --preset auto picks the bridge's shape and schedule for the corpus size (docs/real_bridge.md).
+BRIDGE_ARGS = ["--model", "bridge", "--weight_decay", "0.01"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -172,8 +170,7 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         report("encoding captions", len(job.captions), len(job.captions))
         latents = save_latent_pairs(tmp / "captions.safetensors", pairs)
         run = tmp / "run"
-        settings = [*BRIDGE_ARGS, "--batch_size", str(min(128, pairs.num_pairs // 2)), "--seed", str(job.seed),
-                    *job.train_args]
+        settings = [*BRIDGE_ARGS, "--seed", str(job.seed), *job.train_args]
         result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
         last = latest_checkpoint(run)
         best = json.loads((last / "trainer_state.json").read_text()).get("best_checkpoint")

@@ -52,6 +52,18 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
         raise ValueError(f"--preset must be one of {PRESETS}, got {preset!r}")
     if n_pairs < 2 or x_dim < 1 or y_dim < 1:
         raise ValueError(f"need at least 2 pairs and positive widths, got n={n_pairs}, dims={x_dim}, {y_dim}")
+    if model == "bridge" and preset == "auto":  # measured on real token sequences: docs/real_bridge.md
+        s = {**PAPER, "depth": 2, "dropout": 0.1}
+        n_train = n_train or n_pairs - int(round(n_pairs * s["heldout_fraction"]))
+        s["batch_size"] = clip_batch(128, max(n_train // 2, 2), processes)
+        s["epochs"] = max(20, math.ceil(150 / max(n_train // s["batch_size"], 1)))
+        s["warmup_steps"] = max(s["epochs"] * (n_train // s["batch_size"]) // 10, 1)
+        r = {k: "the paper's value" for k in s}
+        r.update(depth="two blocks (no depth was clearly worse, four no better)",
+                 dropout="light dropout: +0.05 R@1 over 0.6 on real sequences", batch_size="128 (at most half the pairs)",
+                 epochs="at least 150 optimiser steps (doubling them from 75 gained 0.06 R@1)",
+                 warmup_steps="10% of the steps")
+        return Recipe(s, r)
     if preset == "paper" or model == "bridge":
         s = dict(PAPER)
         n_train = n_train or n_pairs - int(round(n_pairs * s["heldout_fraction"]))
