@@ -1,12 +1,8 @@
-"""AudioToImage: a sound -> an image, through CLAP and any diffusers Stable Diffusion pipeline.
+"""AudioToImage: a sound -> an image, through CLAP and an unmodified diffusers Stable Diffusion pipeline.
 
-Two routes give the ``prompt_embeds`` the UNet cross-attends to: ``bridge`` (CLAP audio latent ->
-:class:`fusemix.bridge.ConditioningBridge`) and ``captions`` (zero training: the nearest captions of
-a :class:`fusemix.caption_bank.CaptionBank`, encoded by the pipeline's own text encoder and returned,
-so a user sees why the image looks as it does). The pipeline is called as any user would, with
-``prompt_embeds`` (no subclass), so every SD checkpoint of the bridge's text-encoder family works.
-Deterministic under a seed; bad input is refused with the allowed range; a NaN or all-black output
-is an error, never an image passed off as a result.
+Routes to ``prompt_embeds``: ``bridge`` (CLAP latent -> ConditioningBridge) or ``captions`` (the nearest
+captions of a CaptionBank, returned so a user sees why the image looks as it does). Deterministic under
+a seed; a NaN or all-black output is an error, never an image passed off as a result.
 """
 from __future__ import annotations
 
@@ -25,7 +21,6 @@ from .caption_bank import CaptionBank, CaptionMatch
 from .checkpoint import from_pretrained_safetensors
 from .conventions import pick_device
 
-ROUTES = ("bridge", "captions")
 STEPS_RANGE = (1, 100)
 GUIDANCE_RANGE = (0.0, 20.0)
 SIZE_RANGE = (64, 1024)
@@ -168,12 +163,8 @@ class AudioToImage:
                         caption_bank: bool | str | CaptionBank = True, device: str | None = None,
                         dtype: torch.dtype | None = None, cache_dir: str | None = None,
                         defaults: dict | None = None, standin: bool = False, **pipeline_kwargs) -> "AudioToImage":
-        """Load everything by hub id or local path.
-
-        ``bridge``: a saved bridge directory (or object), or None for the caption route only.
-        ``caption_bank``: True for the bundled bank, a path to a bank file, a CaptionBank, or False.
-        ``standin``: the ids name random stand-ins (e.g. ``fusemix.tiny``'s): results say so.
-        """
+        """Load by hub id or local path. ``bridge``: a saved bridge directory or object (None: captions
+        only); ``caption_bank``: True (the bundled bank), a bank file, a CaptionBank, or False."""
         from diffusers import StableDiffusionPipeline
 
         from .encoders import load_encoder
@@ -265,13 +256,9 @@ class AudioToImage:
         captions = None
         if route == "bridge":
             cond = self.bridge_embeds(latent)
-        elif route == "captions":
-            if self.caption_bank is None:
-                raise GenerationParamError(f"no caption bank loaded; available routes: {self.routes}")
+        else:  # "captions" (generate checked the route against self.routes)
             captions = self.caption_bank.search(latent, k=p.top_k)[0]
             cond = self.encode_text(captions[0].caption)
-        else:
-            raise GenerationParamError(f"route must be one of {self.routes}, got {route!r}")
         if p.steer_weight > 0:
             cond = torch.lerp(cond, self.encode_text(p.steer_prompt).to(cond.dtype), float(p.steer_weight))
         neg = self.encode_text(p.negative_prompt).to(cond.dtype)
@@ -312,10 +299,8 @@ class AudioToImage:
 
     def generate(self, audio, *, route: str | None = None, sampling_rate: int | None = None,
                  **params) -> GenerationResult:
-        """Image for a sound. ``audio``: anything ``fusemix.audio.load_audio`` takes (path, bytes,
-        Gradio (sr, array) tuple, numpy array with ``sampling_rate``). ``params``: the fields of
-        :class:`GenerationParams` (steps, guidance, seed, height, width, scheduler, negative_prompt,
-        steer_prompt, steer_weight, top_k); unset ones take the checkpoint's defaults."""
+        """Image for a sound (anything ``fusemix.audio.load_audio`` takes). ``params``: the fields of
+        :class:`GenerationParams`; unset ones take the checkpoint's defaults."""
         route = route or self.routes[0]
         if route not in self.routes:
             raise GenerationParamError(f"route must be one of {self.routes}, got {route!r}")

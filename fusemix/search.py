@@ -8,8 +8,7 @@ from there on.  Bad input raises ``SearchInputError`` naming the problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import torch
@@ -28,15 +27,11 @@ class SearchInputError(ValueError):
     """Bad vectors, ids, k or index kind; the message names what was wrong and what is allowed."""
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    """Best-first hits per query: ``scores[q, j]`` is the inner product with vector ``ids[q, j]``."""
+class SearchResult(NamedTuple):
+    """Best-first hits per query: ``scores[q, j]`` (float32) is the inner product with vector ``ids[q, j]``."""
 
-    scores: np.ndarray  # float32 [Q, k']
-    ids: np.ndarray  # int64 [Q, k']
-
-    def __iter__(self):  # allows ``scores, ids = index.search(q, k)``
-        return iter((self.scores, self.ids))
+    scores: np.ndarray
+    ids: np.ndarray
 
 
 def _as_matrix(x, dim: int | None, what: str, normalize: bool) -> np.ndarray:
@@ -106,7 +101,7 @@ def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_byt
 
 
 class SearchIndex:
-    """Ids, checks and bookkeeping; engines define ``_add``, ``_keep(mask)``, ``_search`` and ``vectors``."""
+    """Ids, checks and bookkeeping; engines define ``_add`` and ``_search``."""
 
     kind, exact = "base", True
 
@@ -124,21 +119,12 @@ class SearchIndex:
         new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64) if ids is None else _as_ids(ids, n)
         clash = np.intersect1d(new_ids, self._ids)
         if clash.size:
-            raise SearchInputError(f"ids already in the index: {clash[:5].tolist()}; remove them first")
+            raise SearchInputError(f"ids already in the index: {clash[:5].tolist()}")
         if n:
             self._add(x)
             self._ids = np.concatenate([self._ids, new_ids])
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
-
-    def remove(self, ids: Iterable[int]) -> int:
-        """Delete the vectors with these ids (unknown ids are ignored); return how many were removed."""
-        keep = ~np.isin(self._ids, np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids)))
-        removed = int((~keep).sum())
-        if removed:
-            self._keep(keep)
-            self._ids = self._ids[keep]
-        return removed
 
     def search(self, queries, k: int) -> SearchResult:
         """Top-``min(k, len(self))`` ids and inner-product scores per query, best first."""
@@ -171,14 +157,8 @@ class ExactIndex(SearchIndex):
             self._buf = grown
         self._buf[:, n_old:n_new] = torch.from_numpy(x).T
 
-    def _keep(self, keep):
-        self._buf = self._buf[:, : len(self)][:, torch.from_numpy(keep)].contiguous()
-
     def _search(self, q, k):
         return exact_topk(q, self._buf[:, : len(self)], k)
-
-    def vectors(self):  # all stored vectors [N, dim], rows in the order of ``self._ids``
-        return self._buf[:, : len(self)].T.numpy().copy()
 
 
 class HNSWIndex(SearchIndex):
@@ -195,12 +175,8 @@ class HNSWIndex(SearchIndex):
         self._faiss, self.m = faiss, _check_int("m", m, 2)
         self.ef_construction = _check_int("ef_construction", ef_construction, 2)
         self.ef_search = _check_int("ef_search", ef_search, 2)
-        self._index = self._new_index()
-
-    def _new_index(self):
-        index = self._faiss.IndexHNSWFlat(self.dim, self.m, self._faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        return index
+        self._index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = self.ef_construction
 
     def set_ef_search(self, ef: int) -> None:
         self.ef_search = _check_int("ef_search", ef, 1)
@@ -208,16 +184,9 @@ class HNSWIndex(SearchIndex):
     def _add(self, x):
         self._index.add(x)
 
-    def _keep(self, keep):
-        kept, self._index = self.vectors()[keep], self._new_index()
-        self._index.add(kept)
-
     def _search(self, q, k):
         params = self._faiss.SearchParametersHNSW(efSearch=max(k, self.ef_search))  # at most efSearch hits
         return self._index.search(q, k, params=params)
-
-    def vectors(self):
-        return self._index.reconstruct_n(0, len(self)) if len(self) else np.empty((0, self.dim), np.float32)
 
 
 def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, **options) -> SearchIndex:

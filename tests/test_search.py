@@ -8,7 +8,6 @@ from fusemix import search
 from fusemix.search import (
     AUTO_APPROX_MIN,
     ExactIndex,
-    HNSWIndex,
     SearchInputError,
     build_index,
     exact_topk,
@@ -96,7 +95,7 @@ def test_k_larger_than_index_is_clamped(kind):
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_add_and_remove_keep_ids(kind):
+def test_add_keeps_ids(kind):
     rng = np.random.default_rng(3)
     base = unit(rng.standard_normal((200, 16)))
     index = build_index(base[:150], kind, ids=np.arange(1000, 1150))
@@ -104,26 +103,11 @@ def test_add_and_remove_keep_ids(kind):
     assert new_ids.tolist() == list(range(1150, 1200))
     assert len(index) == 200
     assert index.search(base[160], 1).ids[0, 0] == 1160
-    assert index.remove([1160, 1003, 424242]) == 2
-    assert len(index) == 198
-    got = index.search(base[[160, 3]], 5).ids
-    assert 1160 not in got and 1003 not in got
-    assert index.search(base[10], 1).ids[0, 0] == 1010  # survivors keep their ids
+    assert index.search(base[10], 1).ids[0, 0] == 1010
+    scores, ids = index.search(base[[160, 3]], 5)  # a result unpacks as (scores, ids)
+    assert ids[:, 0].tolist() == [1160, 1003] and scores.dtype == np.float32
     with pytest.raises(SearchInputError, match="already in the index"):
         index.add(base[:1], ids=[1010])
-
-
-def test_vectors_round_trip():
-    base = unit(np.random.default_rng(4).standard_normal((20, 8)))
-    for cls in (ExactIndex, HNSWIndex):
-        idx = cls(8)
-        idx.add(base)
-        idx.remove([0])
-        np.testing.assert_allclose(idx.vectors(), base[1:], atol=1e-6)
-        idx.remove(range(1, 20))
-        assert len(idx) == 0 and idx.vectors().shape == (0, 8)
-        idx.add(base[:2])  # an emptied index takes new vectors
-        assert idx.search(base[1], 1).ids.tolist() == [[21]]
 
 
 def test_bad_input_is_refused(data):
