@@ -38,14 +38,14 @@ class ContrastiveLoss(nn.Module):
     """
 
     def __init__(self, init_temperature: float = 0.07, min_temperature: float = 0.001,
-                 max_temperature: float = 0.5, gather: bool = False, learnable: bool = True):
+                 max_temperature: float = 0.5, gather: bool = False):
         super().__init__()
         if not 0 < min_temperature <= init_temperature <= max_temperature:
             raise ValueError(
                 f"need 0 < min_temperature <= init_temperature <= max_temperature, got "
                 f"{min_temperature}, {init_temperature}, {max_temperature}")
         self.min_log, self.max_log = math.log(min_temperature), math.log(max_temperature)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)), requires_grad=learnable)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)))
         self.gather = gather
 
     @property

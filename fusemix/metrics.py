@@ -9,19 +9,15 @@ from __future__ import annotations
 import torch
 
 
-def _first_positive_rank(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """1-based rank of the highest-scoring positive in each row (ties counted pessimistically)."""
-    best_pos = sim.masked_fill(~positive, float("-inf")).max(dim=1, keepdim=True).values
-    # Rank = 1 + number of negatives scoring at least as high as the best positive.
-    return 1 + ((sim >= best_pos) & ~positive).sum(dim=1)
-
-
 def ranks_from_similarity(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the highest-scoring positive in each row (ties counted pessimistically)."""
     if sim.shape != positive.shape:
         raise ValueError(f"similarity {tuple(sim.shape)} and positive mask {tuple(positive.shape)} differ")
     if not positive.any(dim=1).all():
         raise ValueError("every query needs at least one positive target")
-    return _first_positive_rank(sim.float(), positive.bool())
+    sim, positive = sim.float(), positive.bool()
+    best_pos = sim.masked_fill(~positive, float("-inf")).max(dim=1, keepdim=True).values
+    return 1 + ((sim >= best_pos) & ~positive).sum(dim=1)  # 1 + negatives scoring at least as high
 
 
 def _summary(ranks: torch.Tensor, name: str, ks=(1, 5, 10)) -> dict[str, float]:

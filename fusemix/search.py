@@ -1,6 +1,6 @@
 """Top-k search over L2-normalised vectors: one exact path, and FAISS HNSW for large galleries.
 
-Indexes hold unit vectors with integer ids (given, or 0, 1, 2, ...); ``search(queries, k)`` returns
+Indexes hold unit vectors with ids 0, 1, 2, ... in the order added; ``search(queries, k)`` returns
 ``SearchResult(scores, ids)`` [Q, min(k, len)] by inner product, best first (HNSW may leave id -1, score
 -inf).  ``build_index(vectors, "auto")`` is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW
 from there on.  Bad input raises ``SearchInputError`` naming the problem.
@@ -8,7 +8,7 @@ from there on.  Bad input raises ``SearchInputError`` naming the problem.
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ _NORM_TOL = 1e-3
 
 
 class SearchInputError(ValueError):
-    """Bad vectors, ids, k or index kind; the message names what was wrong and what is allowed."""
+    """Bad vectors, k or index kind; the message names what was wrong and what is allowed."""
 
 
 class SearchResult(NamedTuple):
@@ -69,19 +69,6 @@ def _check_int(name: str, v, low: int) -> int:
     return int(v)
 
 
-def _as_ids(ids, n: int) -> np.ndarray:
-    arr = np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids))
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise SearchInputError(f"ids must be a 1-D sequence of {n} integers, got shape {tuple(arr.shape)}")
-    if n and not np.issubdtype(arr.dtype, np.integer):
-        raise SearchInputError(f"ids must be integers, got dtype {arr.dtype}")
-    if n and arr.min() < 0:
-        raise SearchInputError(f"ids must be >= 0 (-1 marks 'no hit'), got {arr.min()}")
-    if np.unique(arr).shape[0] != n:
-        raise SearchInputError("ids must be unique within one add() call")
-    return arr.astype(np.int64)
-
-
 def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_bytes: int = 256 << 20):
     """Exact top-``min(k, N)`` inner products of float32 ``queries`` [Q, D] with ``base_t``, the gallery
     transposed ([D, N]), in chunks of queries whose scores fit in ``max_scores_bytes``.
@@ -101,30 +88,20 @@ def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_byt
 
 
 class SearchIndex:
-    """Ids, checks and bookkeeping; engines define ``_add`` and ``_search``."""
+    """Checks shared by the engines, which define ``__len__``, ``_add`` and ``_search``."""
 
     kind, exact = "base", True
 
     def __init__(self, dim: int, normalize: bool = False):
-        self.dim, self.normalize, self._next_id = _check_int("dim", dim, 1), bool(normalize), 0
-        self._ids = np.empty(0, dtype=np.int64)  # external id of each stored row, in storage order
+        self.dim, self.normalize = _check_int("dim", dim, 1), bool(normalize)
 
-    def __len__(self) -> int:
-        return int(self._ids.shape[0])
-
-    def add(self, vectors, ids: Iterable[int] | None = None) -> np.ndarray:
-        """Store ``vectors`` [N, dim]; return their ids (given ones, or the next free integers)."""
+    def add(self, vectors) -> np.ndarray:
+        """Store ``vectors`` [N, dim]; return their ids (the next N integers)."""
         x = _as_matrix(vectors, self.dim, "vectors", self.normalize)
-        n = x.shape[0]
-        new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64) if ids is None else _as_ids(ids, n)
-        clash = np.intersect1d(new_ids, self._ids)
-        if clash.size:
-            raise SearchInputError(f"ids already in the index: {clash[:5].tolist()}")
-        if n:
+        start = len(self)
+        if x.shape[0]:
             self._add(x)
-            self._ids = np.concatenate([self._ids, new_ids])
-            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-        return new_ids
+        return np.arange(start, start + x.shape[0], dtype=np.int64)
 
     def search(self, queries, k: int) -> SearchResult:
         """Top-``min(k, len(self))`` ids and inner-product scores per query, best first."""
@@ -135,9 +112,8 @@ class SearchIndex:
         k = min(k, len(self))
         if q.shape[0] == 0:
             return SearchResult(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
-        scores, rows = self._search(q, k)
-        ids = np.where(rows >= 0, self._ids[np.clip(rows, 0, None)], -1)
-        return SearchResult(np.where(rows >= 0, scores, -np.inf).astype(np.float32), ids.astype(np.int64))
+        scores, ids = self._search(q, k)
+        return SearchResult(np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids.astype(np.int64))
 
 
 class ExactIndex(SearchIndex):
@@ -147,15 +123,19 @@ class ExactIndex(SearchIndex):
 
     def __init__(self, dim: int, normalize: bool = False):
         super().__init__(dim, normalize)
-        self._buf = torch.empty((self.dim, 0), dtype=torch.float32)
+        self._buf, self._n = torch.empty((self.dim, 0), dtype=torch.float32), 0
+
+    def __len__(self) -> int:
+        return self._n
 
     def _add(self, x):
-        n_old, n_new = len(self), len(self) + x.shape[0]
+        n_old, n_new = self._n, self._n + x.shape[0]
         if n_new > self._buf.shape[1]:  # grow by doubling: many small adds stay cheap
             grown = torch.empty((self.dim, max(n_new, 2 * n_old)), dtype=torch.float32)
             grown[:, :n_old] = self._buf[:, :n_old]
             self._buf = grown
         self._buf[:, n_old:n_new] = torch.from_numpy(x).T
+        self._n = n_new
 
     def _search(self, q, k):
         return exact_topk(q, self._buf[:, : len(self)], k)
@@ -178,6 +158,9 @@ class HNSWIndex(SearchIndex):
         self._index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
         self._index.hnsw.efConstruction = self.ef_construction
 
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
     def set_ef_search(self, ef: int) -> None:
         self.ef_search = _check_int("ef_search", ef, 1)
 
@@ -189,7 +172,7 @@ class HNSWIndex(SearchIndex):
         return self._index.search(q, k, params=params)
 
 
-def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, **options) -> SearchIndex:
+def build_index(vectors, kind: str = "auto", normalize: bool = False, **options) -> SearchIndex:
     """Build a search index over ``vectors`` [N, dim] (unit rows; ``normalize=True`` normalises them).
 
     ``kind``: "exact", "hnsw" (``options`` such as ``ef_search=`` go to ``HNSWIndex``), or "auto" (above).
@@ -205,7 +188,7 @@ def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, 
         index = (HNSWIndex if kind == "hnsw" else ExactIndex)(x.shape[1], normalize=normalize, **options)
     except TypeError as exc:
         raise SearchInputError(f"unsupported option for kind={kind!r}: {exc}") from None
-    index.add(x, ids=ids)
+    index.add(x)
     return index
 
 
