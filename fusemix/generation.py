@@ -64,17 +64,15 @@ class GenerationParams:
                 kind = "an integer" if integer else "a number"
                 raise GenerationParamError(f"{name} must be {kind} in [{lo}, {hi}], got {v!r}")
 
-        num("steps", self.steps, *STEPS_RANGE, True)
-        num("guidance", self.guidance, *GUIDANCE_RANGE, False)
-        num("seed", self.seed, 0, MAX_SEED, True)
-        num("steer_weight", self.steer_weight, 0.0, 1.0, False)
-        num("top_k", self.top_k, *TOP_K_RANGE, True)
+        for name, lo, hi, integer in (("steps", *STEPS_RANGE, True), ("guidance", *GUIDANCE_RANGE, False),
+                                      ("seed", 0, MAX_SEED, True), ("steer_weight", 0.0, 1.0, False),
+                                      ("top_k", *TOP_K_RANGE, True)):
+            num(name, getattr(self, name), lo, hi, integer)
         for name in ("height", "width"):
             v = getattr(self, name)
-            if v is None:
-                continue
-            num(name, v, *SIZE_RANGE, True)
-            if v % 8:
+            if v is not None:
+                num(name, v, *SIZE_RANGE, True)
+            if v is not None and v % 8:
                 raise GenerationParamError(
                     f"{name} must be a multiple of 8 in [{SIZE_RANGE[0]}, {SIZE_RANGE[1]}], got {v}")
         if self.scheduler not in SCHEDULERS:
@@ -96,10 +94,6 @@ class GenerationResult:
     timings: dict[str, float]  # seconds: audio, clap, condition, pipeline, total
     params: dict
     notes: list[str] = field(default_factory=list)  # e.g. which parts are random stand-ins
-
-    @property
-    def prompt(self) -> str | None:
-        return self.captions[0].caption if self.captions else None
 
 
 def default_params_for(model_id: str, standin: bool = False) -> dict:
