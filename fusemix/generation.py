@@ -108,10 +108,8 @@ def default_params_for(model_id: str, standin: bool = False) -> dict:
 
 
 class AudioToImage:
-    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline.
-
-    ``standin=True`` (said by the caller that loaded random stand-in models) labels every result.
-    """
+    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` (said by
+    the caller that loaded random stand-ins) labels every result."""
 
     def __init__(self, pipeline, audio_encoder, *, bridge: ConditioningBridge | None = None,
                  caption_bank: CaptionBank | None = None, defaults: dict | None = None, standin: bool = False):
@@ -143,12 +141,10 @@ class AudioToImage:
                 f"caption bank was embedded with CLAP {caption_bank.model_id!r}, but audio is encoded with "
                 f"{audio_encoder.model_id!r}: the two must be one CLAP model")
         self.defaults = {**default_params_for(self.sd_model, self.standin), **(defaults or {})}
-        self._base_scheduler = pipeline.scheduler
         self._schedulers: dict[str, Any] = {"default": pipeline.scheduler}
         self._lock = threading.Lock()
         self._uncond_cache: dict[str, torch.Tensor] = {}
-        if hasattr(pipeline, "set_progress_bar_config"):
-            pipeline.set_progress_bar_config(disable=True)
+        pipeline.set_progress_bar_config(disable=True)
 
     # ------------------------------------------------------------------ construction
 
@@ -266,7 +262,7 @@ class AudioToImage:
             import diffusers
 
             cls = getattr(diffusers, SCHEDULERS[name])
-            self._schedulers[name] = cls.from_config(self._base_scheduler.config)
+            self._schedulers[name] = cls.from_config(self._schedulers["default"].config)
         self.pipe.scheduler = self._schedulers[name]
 
     def render(self, cond: torch.Tensor, neg: torch.Tensor, p: GenerationParams):

@@ -3,7 +3,6 @@ many times slower than fp32, so train.py warns and the benchmarks skip it). Read
 """
 from __future__ import annotations
 
-import os
 import platform
 
 import torch
@@ -39,12 +38,9 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_cores() -> int:
     """Cores this process may use: its affinity, capped by a container's CPU quota (joblib reads it)."""
-    try:
-        import joblib
+    import joblib  # a pinned dependency
 
-        return int(joblib.cpu_count())
-    except ImportError:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(joblib.cpu_count())
 
 
 def bf16_is_native(device: str | torch.device = "cpu") -> bool:

@@ -1,9 +1,6 @@
-"""Top-k search over L2-normalised vectors: one exact path, and FAISS HNSW for large galleries.
-
-Indexes hold unit vectors with ids 0, 1, 2, ... in the order added; ``search(queries, k)`` returns
-``SearchResult(scores, ids)`` [Q, min(k, len)] by inner product, best first (HNSW may leave id -1, score
--inf).  ``build_index(vectors, "auto")`` is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW
-from there on.  Bad input raises ``SearchInputError`` naming the problem.
+"""Top-k inner-product search over unit vectors (ids 0, 1, 2, ... in the order added): one exact path,
+and FAISS HNSW for large galleries (which may leave id -1, score -inf). ``build_index(vectors, "auto")``
+is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW from there on.
 """
 
 from __future__ import annotations
@@ -70,12 +67,9 @@ def _check_int(name: str, v, low: int) -> int:
 
 
 def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_bytes: int = 256 << 20):
-    """Exact top-``min(k, N)`` inner products of float32 ``queries`` [Q, D] with ``base_t``, the gallery
-    transposed ([D, N]), in chunks of queries whose scores fit in ``max_scores_bytes``.
-
-    Why [D, N] and torch: a query is then D streaming passes over contiguous rows, which ran faster than
-    the dot-per-row product on [N, D] (numpy, FAISS, torch), and stayed fast on a busy machine, where
-    numpy's BLAS threads stalled.  Returns (scores float32, rows int64), [Q, k] each.
+    """Exact top-``min(k, N)`` (scores, rows) of float32 ``queries`` [Q, D] against the gallery transposed
+    (``base_t`` [D, N]), in query chunks whose scores fit in ``max_scores_bytes``. Why [D, N] in torch: D
+    streaming passes over contiguous rows ran faster than numpy, FAISS or torch on [N, D] (docs/performance.md).
     """
     n, scores, rows = base_t.shape[1], [], []
     chunk = max(1, max_scores_bytes // (4 * n))
@@ -142,10 +136,8 @@ class ExactIndex(SearchIndex):
 
 
 class HNSWIndex(SearchIndex):
-    """Approximate search with FAISS ``IndexHNSWFlat`` (inner product), for galleries too big to scan.
-
-    ``m``: graph degree; ``ef_construction`` / ``ef_search``: build / query beam (more: recall, less: speed).
-    """
+    """FAISS ``IndexHNSWFlat`` (inner product) for galleries too big to scan: ``m`` is the graph degree,
+    ``ef_construction`` / ``ef_search`` the build / query beam (more: recall, less: speed)."""
 
     kind, exact = "hnsw", False
 
@@ -173,10 +165,8 @@ class HNSWIndex(SearchIndex):
 
 
 def build_index(vectors, kind: str = "auto", normalize: bool = False, **options) -> SearchIndex:
-    """Build a search index over ``vectors`` [N, dim] (unit rows; ``normalize=True`` normalises them).
-
-    ``kind``: "exact", "hnsw" (``options`` such as ``ef_search=`` go to ``HNSWIndex``), or "auto" (above).
-    """
+    """An index over ``vectors`` [N, dim] (unit rows, or ``normalize=True``): ``kind`` "exact", "hnsw"
+    (``options`` such as ``ef_search=`` go to ``HNSWIndex``) or "auto" (above)."""
     if kind not in KINDS:
         raise SearchInputError(f"kind must be one of {KINDS}, got {kind!r}")
     x = _as_matrix(vectors, None, "vectors", normalize)
