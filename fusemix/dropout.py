@@ -8,6 +8,7 @@ never on the thread count); survivors are scaled by the exact inverse keep rate 
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -56,9 +57,7 @@ def _fill_random_chunked(words: torch.Tensor, generator: torch.Generator | None)
 
 def _random_int16(shape, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform int16 values: four per 64-bit random word (a quarter of a float draw's RNG calls)."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     if words.device.type == "cpu" and words.numel() > _CHUNK_WORDS:
         _fill_random_chunked(words, generator)

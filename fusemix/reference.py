@@ -26,10 +26,8 @@ DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
 
 
 class ReferenceScorer:
-    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space.
-
-    ``standin=True`` (said by the caller that loaded a random stand-in) labels it and its space.
-    """
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space; ``standin=True``
+    (said by the caller that loaded a random stand-in) labels it and its space."""
 
     def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16,
                  standin: bool = False):

@@ -185,10 +185,8 @@ class ConditioningBridge(nn.Module, Pretrained):
 
     @torch.no_grad()
     def initialize_from_data(self, x: torch.Tensor, y: torch.Tensor, max_rows: int = 4096, seed: int = 0) -> dict:
-        """Fit the target statistics (and the low-rank basis) on training data; returns what it measured.
-
-        Uses at most ``max_rows`` rows (a seeded random subset) so it stays cheap on big caches.
-        """
+        """Fit the target statistics (and the low-rank basis) on at most ``max_rows`` seeded random rows of
+        the training data, so it stays cheap on big caches; returns what it measured."""
         self._check_pairs(x, y)
         g = torch.Generator().manual_seed(seed)
         if y.shape[0] > max_rows:
@@ -223,11 +221,8 @@ class ConditioningBridge(nn.Module, Pretrained):
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
-        """prompt_embeds [B, T, D] for CLAP latents [B, in_dim] of the given tower.
-
-        ``modality`` (audio or text) names the tower ``x`` came from; when that tower's mean is
-        known (``set_modality_mean``) the input is centred on it (the modality-gap correction).
-        """
+        """prompt_embeds [B, T, D] for CLAP latents [B, in_dim] from the ``modality`` tower (audio or text),
+        centred on that tower's mean when known (the modality-gap correction)."""
         self._check_x(x)
         x = self.center_inputs(x.to(self.seq_mean.dtype), modality)
         return self.seq_mean + self.target_std * self.head(x)
@@ -296,8 +291,7 @@ class ConditioningBridge(nn.Module, Pretrained):
     # ------------------------------------------------------------------ compatibility, I/O
 
     def check_compatible(self, **encoders) -> None:
-        """Raise IncompatibleBridgeError unless the given encoders (clap_model, sd_model, out_dim,
-        seq_len, in_dim) are the ones it was trained for (``fusemix.bridge.compat``)."""
+        """Raise IncompatibleBridgeError unless the given encoders are the ones it was trained for."""
         check_compatible(self.config, **encoders)
 
     def _weights_metadata(self) -> dict[str, str]:
