@@ -32,11 +32,8 @@ def text_encoder_family(model_id: str) -> str:
 
 def check_compatible(c, *, clap_model: str | None = None, sd_model: str | None = None, out_dim: int | None = None,
                      seq_len: int | None = None, in_dim: int | None = None) -> None:
-    """Raise IncompatibleBridgeError unless the given encoders are the ones config ``c`` was trained for.
-
-    SD ids match when they are equal, name the same local directory, or belong to one
-    text-encoder family (``TEXT_ENCODER_FAMILIES``); CLAP ids must be equal (or the same path).
-    """
+    """Raise IncompatibleBridgeError unless the given encoders are the ones config ``c`` was trained for:
+    the same CLAP (id or local folder), an SD text encoder of the same family, the same widths."""
     if out_dim is not None and int(out_dim) != c.out_dim:
         raise IncompatibleBridgeError(
             f"bridge outputs {c.out_dim}-d prompt_embeds (trained for {c.sd_model}), but this pipeline's "
