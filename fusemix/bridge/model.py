@@ -188,9 +188,8 @@ class ConditioningBridge(nn.Module, Pretrained):
         """Fit the target statistics (and the low-rank basis) on at most ``max_rows`` seeded random rows of
         the training data, so it stays cheap on big caches; returns what it measured."""
         self._check_pairs(x, y)
-        g = torch.Generator().manual_seed(seed)
         if y.shape[0] > max_rows:
-            idx = torch.randperm(y.shape[0], generator=g)[:max_rows]
+            idx = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed))[:max_rows]
             x, y = x[idx], y[idx]
         dev = self.seq_mean.device
         y = y.to(dev, torch.float32)
