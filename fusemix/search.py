@@ -82,9 +82,7 @@ def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_byt
 
 
 class SearchIndex:
-    """Checks shared by the engines, which define ``__len__``, ``_add`` and ``_search``."""
-
-    kind, exact = "base", True
+    """Checks shared by the engines, which define ``kind``, ``__len__``, ``_add`` and ``_search``."""
 
     def __init__(self, dim: int, normalize: bool = False):
         self.dim, self.normalize = _check_int("dim", dim, 1), bool(normalize)
@@ -113,7 +111,7 @@ class SearchIndex:
 class ExactIndex(SearchIndex):
     """Exact search (``exact_topk``) over the stored vectors, kept transposed in a float32 [D, capacity] buffer."""
 
-    kind, exact = "exact", True
+    kind = "exact"
 
     def __init__(self, dim: int, normalize: bool = False):
         super().__init__(dim, normalize)
@@ -139,7 +137,7 @@ class HNSWIndex(SearchIndex):
     """FAISS ``IndexHNSWFlat`` (inner product) for galleries too big to scan: ``m`` is the graph degree,
     ``ef_construction`` / ``ef_search`` the build / query beam (more: recall, less: speed)."""
 
-    kind, exact = "hnsw", False
+    kind = "hnsw"
 
     def __init__(self, dim, normalize=False, m: int = 16, ef_construction: int = 64, ef_search: int = 64):
         super().__init__(dim, normalize)
