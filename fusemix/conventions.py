@@ -1,7 +1,5 @@
-"""The project's shared conventions, each defined once: where caches live, how an encoder is
-named (``KIND:MODEL_ID``), which file suffixes are audio or images, and which device to use.
-
-Everything here is plain Python with no heavy imports, so any layer may use it.
+"""The project's shared conventions, each defined once: where caches live, how an encoder is named
+(``KIND:MODEL_ID``), which suffixes are audio or images, which device to use. No heavy imports.
 """
 from __future__ import annotations
 
@@ -14,10 +12,8 @@ PERSISTENT_STORAGE = "/data"  # a Hugging Face Space's persistent volume, when o
 
 
 def cache_root(*parts: str) -> Path:
-    """The folder every fusemix cache lives under, joined with ``parts`` (not created).
-
-    ``$FUSEMIX_CACHE`` when set; else ``$XDG_CACHE_HOME/fusemix``; else ``~/.cache/fusemix``.
-    """
+    """The folder every fusemix cache lives under, joined with ``parts`` (not created): ``$FUSEMIX_CACHE``,
+    else ``$XDG_CACHE_HOME/fusemix``, else ``~/.cache/fusemix``."""
     base = os.environ.get("FUSEMIX_CACHE")
     if not base:
         xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -52,11 +48,8 @@ class SpecError(ValueError):
 
 
 def parse_spec(spec: str, modality: str | None = None) -> tuple[str, str]:
-    """``"clap-audio:laion/clap-htsat-unfused"`` -> ``("clap-audio", "laion/clap-htsat-unfused")``.
-
-    A bare id or path (no known ``KIND:`` prefix) takes ``modality``'s default kind; without a
-    modality it is an error. Paths with a drive or a colon elsewhere stay whole.
-    """
+    """``"clap-audio:laion/clap-htsat-unfused"`` -> ``("clap-audio", "laion/clap-htsat-unfused")``; a bare
+    id or path (no known ``KIND:`` prefix, e.g. ``C:/x``) takes ``modality``'s default kind, else fails."""
     spec = str(spec)
     kind, sep, model_id = spec.partition(":")
     if sep and kind in ENCODER_KINDS:

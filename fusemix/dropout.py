@@ -1,16 +1,14 @@
 """GELU then dropout in one autograd node, with a mask that costs 16 random bits per element.
 
-Why: on CPU, ``nn.Dropout``'s ``bernoulli_`` mask and the passes around it are a large share of a
-training step at the paper's sizes (figures: docs/performance.md). Here the mask comes from raw
-64-bit random words cut into four 16-bit slices compared with ``round(keep * 2**16)``, drawn from the
-same torch generator (seeding and ``--resume`` behave as before); a large mask is drawn in fixed
-chunks, each from its own generator seeded by the caller's, on all of torch's threads (the mask
-depends on the seed, never on the thread count); survivors are scaled by the exact inverse of the
-quantised keep probability (unbiased); mask and GELU output are multiplied in place, forward and
-backward. On CUDA, ``F.gelu`` + ``F.dropout`` (a fused kernel) are used as is.
+Why: on CPU, ``nn.Dropout``'s ``bernoulli_`` mask is a large share of a training step (docs/performance.md).
+The mask compares 16-bit slices of random words with ``round(keep * 2**16)``; a large mask is drawn in
+fixed chunks on all threads, each from a generator seeded by the caller's (so it depends on the seed,
+never on the thread count); survivors are scaled by the exact inverse keep rate (unbiased). CUDA uses
+``F.gelu`` + ``F.dropout`` as is.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import torch
@@ -59,9 +57,7 @@ def _fill_random_chunked(words: torch.Tensor, generator: torch.Generator | None)
 
 def _random_int16(shape, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform int16 values: four per 64-bit random word (a quarter of a float draw's RNG calls)."""
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(int(s) for s in shape)
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device)
     if words.device.type == "cpu" and words.numel() > _CHUNK_WORDS:
         _fill_random_chunked(words, generator)
@@ -70,15 +66,10 @@ def _random_int16(shape, device=None, generator: torch.Generator | None = None) 
     return words.view(torch.int16)[:n].view(shape)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device=None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Bool mask, True where an element survives; each is kept with probability keep_levels(p) / 2**16."""
-    return _random_int16(shape, device, generator) < keep_levels(p) - (1 << 15)
-
-
 def scaled_mask(shape, p: float, dtype: torch.dtype, device=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """The same draw as :func:`keep_mask`, as ``dtype`` values 0 and 1/keep (dropout's multiplier)."""
+    """Dropout's multiplier as ``dtype``: 1/keep where an element survives (probability keep_levels(p) / 2**16),
+    else 0."""
     out = torch.empty(shape, dtype=dtype, device=device)
     torch.lt(_random_int16(shape, device, generator), keep_levels(p) - (1 << 15), out=out)  # no bool pass
     return out.mul_(_LEVELS / keep_levels(p))

@@ -1,12 +1,8 @@
-"""AudioToImage: a sound -> an image, through CLAP and any diffusers Stable Diffusion pipeline.
+"""AudioToImage: a sound -> an image, through CLAP and an unmodified diffusers Stable Diffusion pipeline.
 
-Two routes give the ``prompt_embeds`` the UNet cross-attends to: ``bridge`` (CLAP audio latent ->
-:class:`fusemix.bridge.ConditioningBridge`) and ``captions`` (zero training: the nearest captions of
-a :class:`fusemix.caption_bank.CaptionBank`, encoded by the pipeline's own text encoder and returned,
-so a user sees why the image looks as it does). The pipeline is called as any user would, with
-``prompt_embeds`` (no subclass), so every SD checkpoint of the bridge's text-encoder family works.
-Deterministic under a seed; bad input is refused with the allowed range; a NaN or all-black output
-is an error, never an image passed off as a result.
+Routes to ``prompt_embeds``: ``bridge`` (CLAP latent -> ConditioningBridge) or ``captions`` (the nearest
+captions of a CaptionBank, returned so a user sees why the image looks as it does). Deterministic under
+a seed; a NaN or all-black output is an error, never an image passed off as a result.
 """
 from __future__ import annotations
 
@@ -25,7 +21,6 @@ from .caption_bank import CaptionBank, CaptionMatch
 from .checkpoint import from_pretrained_safetensors
 from .conventions import pick_device
 
-ROUTES = ("bridge", "captions")
 STEPS_RANGE = (1, 100)
 GUIDANCE_RANGE = (0.0, 20.0)
 SIZE_RANGE = (64, 1024)
@@ -69,17 +64,15 @@ class GenerationParams:
                 kind = "an integer" if integer else "a number"
                 raise GenerationParamError(f"{name} must be {kind} in [{lo}, {hi}], got {v!r}")
 
-        num("steps", self.steps, *STEPS_RANGE, True)
-        num("guidance", self.guidance, *GUIDANCE_RANGE, False)
-        num("seed", self.seed, 0, MAX_SEED, True)
-        num("steer_weight", self.steer_weight, 0.0, 1.0, False)
-        num("top_k", self.top_k, *TOP_K_RANGE, True)
+        for name, lo, hi, integer in (("steps", *STEPS_RANGE, True), ("guidance", *GUIDANCE_RANGE, False),
+                                      ("seed", 0, MAX_SEED, True), ("steer_weight", 0.0, 1.0, False),
+                                      ("top_k", *TOP_K_RANGE, True)):
+            num(name, getattr(self, name), lo, hi, integer)
         for name in ("height", "width"):
             v = getattr(self, name)
-            if v is None:
-                continue
-            num(name, v, *SIZE_RANGE, True)
-            if v % 8:
+            if v is not None:
+                num(name, v, *SIZE_RANGE, True)
+            if v is not None and v % 8:
                 raise GenerationParamError(
                     f"{name} must be a multiple of 8 in [{SIZE_RANGE[0]}, {SIZE_RANGE[1]}], got {v}")
         if self.scheduler not in SCHEDULERS:
@@ -102,10 +95,6 @@ class GenerationResult:
     params: dict
     notes: list[str] = field(default_factory=list)  # e.g. which parts are random stand-ins
 
-    @property
-    def prompt(self) -> str | None:
-        return self.captions[0].caption if self.captions else None
-
 
 def default_params_for(model_id: str, standin: bool = False) -> dict:
     """Sensible steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG;
@@ -119,10 +108,8 @@ def default_params_for(model_id: str, standin: bool = False) -> dict:
 
 
 class AudioToImage:
-    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline.
-
-    ``standin=True`` (said by the caller that loaded random stand-in models) labels every result.
-    """
+    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` (said by
+    the caller that loaded random stand-ins) labels every result."""
 
     def __init__(self, pipeline, audio_encoder, *, bridge: ConditioningBridge | None = None,
                  caption_bank: CaptionBank | None = None, defaults: dict | None = None, standin: bool = False):
@@ -154,12 +141,10 @@ class AudioToImage:
                 f"caption bank was embedded with CLAP {caption_bank.model_id!r}, but audio is encoded with "
                 f"{audio_encoder.model_id!r}: the two must be one CLAP model")
         self.defaults = {**default_params_for(self.sd_model, self.standin), **(defaults or {})}
-        self._base_scheduler = pipeline.scheduler
         self._schedulers: dict[str, Any] = {"default": pipeline.scheduler}
         self._lock = threading.Lock()
         self._uncond_cache: dict[str, torch.Tensor] = {}
-        if hasattr(pipeline, "set_progress_bar_config"):
-            pipeline.set_progress_bar_config(disable=True)
+        pipeline.set_progress_bar_config(disable=True)
 
     # ------------------------------------------------------------------ construction
 
@@ -168,12 +153,8 @@ class AudioToImage:
                         caption_bank: bool | str | CaptionBank = True, device: str | None = None,
                         dtype: torch.dtype | None = None, cache_dir: str | None = None,
                         defaults: dict | None = None, standin: bool = False, **pipeline_kwargs) -> "AudioToImage":
-        """Load everything by hub id or local path.
-
-        ``bridge``: a saved bridge directory (or object), or None for the caption route only.
-        ``caption_bank``: True for the bundled bank, a path to a bank file, a CaptionBank, or False.
-        ``standin``: the ids name random stand-ins (e.g. ``fusemix.tiny``'s): results say so.
-        """
+        """Load by hub id or local path. ``bridge``: a saved bridge directory or object (None: captions
+        only); ``caption_bank``: True (the bundled bank), a bank file, a CaptionBank, or False."""
         from diffusers import StableDiffusionPipeline
 
         from .encoders import load_encoder
@@ -265,13 +246,9 @@ class AudioToImage:
         captions = None
         if route == "bridge":
             cond = self.bridge_embeds(latent)
-        elif route == "captions":
-            if self.caption_bank is None:
-                raise GenerationParamError(f"no caption bank loaded; available routes: {self.routes}")
+        else:  # "captions" (generate checked the route against self.routes)
             captions = self.caption_bank.search(latent, k=p.top_k)[0]
             cond = self.encode_text(captions[0].caption)
-        else:
-            raise GenerationParamError(f"route must be one of {self.routes}, got {route!r}")
         if p.steer_weight > 0:
             cond = torch.lerp(cond, self.encode_text(p.steer_prompt).to(cond.dtype), float(p.steer_weight))
         neg = self.encode_text(p.negative_prompt).to(cond.dtype)
@@ -285,7 +262,7 @@ class AudioToImage:
             import diffusers
 
             cls = getattr(diffusers, SCHEDULERS[name])
-            self._schedulers[name] = cls.from_config(self._base_scheduler.config)
+            self._schedulers[name] = cls.from_config(self._schedulers["default"].config)
         self.pipe.scheduler = self._schedulers[name]
 
     def render(self, cond: torch.Tensor, neg: torch.Tensor, p: GenerationParams):
@@ -312,10 +289,8 @@ class AudioToImage:
 
     def generate(self, audio, *, route: str | None = None, sampling_rate: int | None = None,
                  **params) -> GenerationResult:
-        """Image for a sound. ``audio``: anything ``fusemix.audio.load_audio`` takes (path, bytes,
-        Gradio (sr, array) tuple, numpy array with ``sampling_rate``). ``params``: the fields of
-        :class:`GenerationParams` (steps, guidance, seed, height, width, scheduler, negative_prompt,
-        steer_prompt, steer_weight, top_k); unset ones take the checkpoint's defaults."""
+        """Image for a sound (anything ``fusemix.audio.load_audio`` takes). ``params``: the fields of
+        :class:`GenerationParams`; unset ones take the checkpoint's defaults."""
         route = route or self.routes[0]
         if route not in self.routes:
             raise GenerationParamError(f"route must be one of {self.routes}, got {route!r}")

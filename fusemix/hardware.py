@@ -1,13 +1,8 @@
-"""What machine this is, and whether bf16 matmuls run natively on it.
-
-Why: bf16 autocast is a speed-up only where the hardware multiplies bf16 itself (CUDA GPUs of the
-Ampere generation and later; CPUs with AMX-BF16 or AVX512-BF16). Elsewhere torch emulates it, many
-times slower than fp32, so train.py warns and the benchmarks skip it. Detection reads CPU flags only
-(no timed probe), so it costs nothing at start-up.
+"""What machine this is, and whether bf16 matmuls run natively on it (elsewhere torch emulates bf16,
+many times slower than fp32, so train.py warns and the benchmarks skip it). Reads CPU flags, no probe.
 """
 from __future__ import annotations
 
-import os
 import platform
 
 import torch
@@ -43,20 +38,14 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_cores() -> int:
     """Cores this process may use: its affinity, capped by a container's CPU quota (joblib reads it)."""
-    try:
-        import joblib
+    import joblib  # a pinned dependency
 
-        return int(joblib.cpu_count())
-    except ImportError:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return int(joblib.cpu_count())
 
 
 def bf16_is_native(device: str | torch.device = "cpu") -> bool:
-    """True when bf16 matmuls on ``device`` run on hardware bf16 units rather than being emulated.
-
-    CUDA: ``torch.cuda.is_bf16_supported(including_emulation=False)``. CPU: the CPU lists AMX-BF16 or
-    AVX512-BF16, or torch's own CPU capability string names AMX (torch dispatches its kernels by it).
-    """
+    """True when bf16 matmuls on ``device`` run on hardware bf16 units: CUDA's own answer; on a CPU,
+    AMX-BF16 / AVX512-BF16 flags or a torch CPU capability that names AMX."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)

@@ -1,7 +1,5 @@
-"""Symmetric InfoNCE with a learnable, clamped temperature (as in CLIP and the FuseMix code).
-
-With ``gather=True`` the features of every data-parallel process are all-gathered *with
-gradient*, so the loss sees the global batch as negatives, exactly as one big process would.
+"""Symmetric InfoNCE with a learnable, clamped temperature (as in CLIP and the FuseMix code); with
+``gather=True`` every data-parallel process's features are all-gathered with gradient (global negatives).
 """
 from __future__ import annotations
 
@@ -32,20 +30,17 @@ def info_nce(za: torch.Tensor, zb: torch.Tensor, temperature: torch.Tensor | flo
 
 
 class ContrastiveLoss(nn.Module):
-    """Holds the learnable log-temperature so the optimiser trains it with the adapters.
-
-    Initialised at 0.07 and clamped to [0.001, 0.5] like the official FuseMix code.
-    """
+    """Holds the learnable log-temperature (init 0.07, clamped to [0.001, 0.5] as in the official code)."""
 
     def __init__(self, init_temperature: float = 0.07, min_temperature: float = 0.001,
-                 max_temperature: float = 0.5, gather: bool = False, learnable: bool = True):
+                 max_temperature: float = 0.5, gather: bool = False):
         super().__init__()
         if not 0 < min_temperature <= init_temperature <= max_temperature:
             raise ValueError(
                 f"need 0 < min_temperature <= init_temperature <= max_temperature, got "
                 f"{min_temperature}, {init_temperature}, {max_temperature}")
         self.min_log, self.max_log = math.log(min_temperature), math.log(max_temperature)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)), requires_grad=learnable)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(init_temperature)))
         self.gather = gather
 
     @property

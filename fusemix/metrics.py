@@ -1,27 +1,20 @@
-"""Retrieval metrics with several positives per query (COCO/Flickr30K/Clotho have 5 captions an item).
-
-``za`` holds one row per item, ``zb`` one row per caption, ``b_to_a[j]`` names the item that
-caption j describes. a->b: an item query is answered at the rank of its best-ranked caption.
-b->a: a caption query has exactly one correct item.
+"""Retrieval metrics with several captions per item: ``za`` one row per item, ``zb`` one per caption,
+``b_to_a[j]`` the item caption j describes. a->b ranks an item's best caption; b->a has one right item.
 """
 from __future__ import annotations
 
 import torch
 
 
-def _first_positive_rank(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """1-based rank of the highest-scoring positive in each row (ties counted pessimistically)."""
-    best_pos = sim.masked_fill(~positive, float("-inf")).max(dim=1, keepdim=True).values
-    # Rank = 1 + number of negatives scoring at least as high as the best positive.
-    return 1 + ((sim >= best_pos) & ~positive).sum(dim=1)
-
-
 def ranks_from_similarity(sim: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """1-based rank of the highest-scoring positive in each row (ties counted pessimistically)."""
     if sim.shape != positive.shape:
         raise ValueError(f"similarity {tuple(sim.shape)} and positive mask {tuple(positive.shape)} differ")
     if not positive.any(dim=1).all():
         raise ValueError("every query needs at least one positive target")
-    return _first_positive_rank(sim.float(), positive.bool())
+    sim, positive = sim.float(), positive.bool()
+    best_pos = sim.masked_fill(~positive, float("-inf")).max(dim=1, keepdim=True).values
+    return 1 + ((sim >= best_pos) & ~positive).sum(dim=1)  # 1 + negatives scoring at least as high
 
 
 def _summary(ranks: torch.Tensor, name: str, ks=(1, 5, 10)) -> dict[str, float]:
@@ -34,10 +27,7 @@ def _summary(ranks: torch.Tensor, name: str, ks=(1, 5, 10)) -> dict[str, float]:
 @torch.no_grad()
 def retrieval_metrics(za: torch.Tensor, zb: torch.Tensor, b_to_a: torch.Tensor | None = None,
                       prefix: tuple[str, str] = ("a", "b"), ks=(1, 5, 10), chunk: int = 4096) -> dict[str, float]:
-    """R@K, mean and median rank in both directions, as a flat dict like ``i2t_R@1``.
-
-    ``za``/``zb`` should be L2-normalised (cosine similarity = dot product).
-    """
+    """R@K, mean and median rank both ways as a flat dict like ``i2t_R@1`` (``za``/``zb`` L2-normalised)."""
     if za.ndim != 2 or zb.ndim != 2 or za.shape[1] != zb.shape[1]:
         raise ValueError(f"need [N, P] and [M, P] embeddings, got {tuple(za.shape)} and {tuple(zb.shape)}")
     if b_to_a is None:

@@ -1,9 +1,7 @@
 """FuseMix: mixup inside each latent space with one coefficient shared by both modalities.
 
-For pairs i and j, ``x = lam * x_i + (1 - lam) * x_j`` and ``y = lam * y_i + (1 - lam) * y_j``
-with the *same* ``lam ~ Beta(alpha, alpha)``. Sharing ``lam`` keeps the mixed x and the mixed y
-a valid positive pair, which is what lets the adapters learn from few real pairs.
-Everything here is a pure function of its arguments (no state poked from outside).
+``x = lam * x_i + (1 - lam) * x_j`` and ``y = lam * y_i + (1 - lam) * y_j`` with the *same*
+``lam ~ Beta(alpha, alpha)``, so the mixed x and y stay a positive pair. Pure functions only.
 """
 from __future__ import annotations
 
@@ -27,13 +25,8 @@ def sample_lambda(alpha: float, generator: torch.Generator | None = None) -> flo
 
 
 def mix_partners(n: int, scheme: str = "permutation", generator: torch.Generator | None = None) -> torch.Tensor:
-    """Index of the partner each row is mixed with.
-
-    ``permutation``: a random permutation of the batch (row i is mixed with row perm[i]).
-    ``half``: the official code's scheme, where the batch is split in two halves and the
-    first half is mixed with the second: partner of i is i + n//2 (and vice versa); with an
-    odd n the last row is its own partner (unmixed).
-    """
+    """Index of the partner each row is mixed with: ``permutation`` (a random one) or ``half`` (the
+    official code's: row i <-> i + n//2; with an odd n the last row is its own partner, unmixed)."""
     if n < 1:
         raise ValueError(f"cannot mix an empty batch (n={n})")
     if scheme == "permutation":
@@ -60,11 +53,8 @@ def fusemix_mix(x: torch.Tensor, y: torch.Tensor, lam: float, partners: torch.Te
 
 
 def alpha_at(step: int, total_steps: int, alpha: float, schedule: str = "constant", warmup_steps: int = 0) -> float:
-    """Mixup strength as a function of the step, instead of a scheduler that mutates the model.
-
-    ``constant``: alpha throughout. ``linear_decay``: alpha -> 0 linearly over training.
-    ``cosine_decay``: alpha -> 0 on a half cosine. ``warmup``: 0 for ``warmup_steps``, then alpha.
-    """
+    """Mixup strength at ``step``: ``constant``, ``linear_decay`` / ``cosine_decay`` (alpha -> 0 over
+    training) or ``warmup`` (0 for ``warmup_steps``, then alpha)."""
     if schedule == "constant":
         return alpha
     frac = min(max(step / max(total_steps, 1), 0.0), 1.0)

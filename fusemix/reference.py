@@ -1,11 +1,8 @@
 """The zero-training reference scorer for caption -> images: a CLIP model, used as it ships.
 
-Before any FuseMix image-text adapter is trained, a contrastively pre-trained CLIP still ranks a
-gallery for a caption (cosine similarity of ``get_text_features`` and ``get_image_features``). The
-demo labels this route the *reference* (no FuseMix involved) and keeps it next to trained adapters
-so the two can be compared on one gallery. Default: ``openai/clip-vit-base-patch32``, the smallest
-OpenAI CLIP (fast enough for a CPU Space); any ``CLIPModel`` checkpoint works. Images go through the
-PIL-based image processor (no torchvision); outputs are L2-normalised.
+Before any FuseMix image-text adapter is trained, a pre-trained CLIP still ranks a gallery for a caption;
+the demo labels this route the *reference* and keeps it beside trained adapters so the two can be compared.
+Images go through the PIL-based image processor (no torchvision); outputs are L2-normalised.
 """
 from __future__ import annotations
 
@@ -28,16 +25,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
 
 
-def _features(out: Any) -> torch.Tensor:
-    """transformers 5 returns an output object (projected embedding in ``pooler_output``); 4.x a tensor."""
-    return out if isinstance(out, torch.Tensor) else out.pooler_output
-
-
 class ReferenceScorer:
-    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space.
-
-    ``standin=True`` (said by the caller that loaded a random stand-in) labels it and its space.
-    """
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space; ``standin=True``
+    (said by the caller that loaded a random stand-in) labels it and its space."""
 
     def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16,
                  standin: bool = False):
@@ -84,23 +74,19 @@ class ReferenceScorer:
         if isinstance(captions, str) or not isinstance(captions, Sequence):
             raise EncoderInputError(f"captions must be a list of strings, got {type(captions).__name__}")
         texts = [check_caption(c, i) for i, c in enumerate(captions)]
-        outs = []
-        with self._lock, torch.inference_mode():
-            for s in range(0, len(texts), self.batch_size):
-                chunk = texts[s:s + self.batch_size]
-                full = self.tokenizer(chunk, truncation=False, verbose=False)["input_ids"]
-                cut = sum(len(ids) > self.max_length for ids in full)
-                if cut:
-                    self.n_truncated += cut
-                    logger.info("reference CLIP: %d caption(s) truncated to %d tokens", cut, self.max_length)
-                tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
-                                     return_tensors="pt")
-                out = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
-                                                   attention_mask=tok["attention_mask"].to(self.device))
-                outs.append(_features(out).float().cpu())
-        if not outs:
-            return torch.empty((0, self.dim))
-        return F.normalize(torch.cat(outs), dim=-1)
+
+        def run(chunk):
+            full = self.tokenizer(chunk, truncation=False, verbose=False)["input_ids"]
+            cut = sum(len(ids) > self.max_length for ids in full)
+            if cut:
+                self.n_truncated += cut
+                logger.info("reference CLIP: %d caption(s) truncated to %d tokens", cut, self.max_length)
+            tok = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+            return self.model.get_text_features(input_ids=tok["input_ids"].to(self.device),
+                                                attention_mask=tok["attention_mask"].to(self.device)).pooler_output
+
+        return self._embed(texts, run)
 
     def embed_images(self, images: Sequence[Any]) -> torch.Tensor:
         """Unit vectors ``[len(images), dim]`` for PIL images, paths, bytes or arrays."""
@@ -108,16 +94,19 @@ class ReferenceScorer:
 
         if not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
             raise EncoderInputError(f"images must be a list, got {type(images).__name__}")
-        pil = [open_image(im) for im in images]
-        outs = []
+
+        def run(chunk):
+            pix = self.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            return self.model.get_image_features(pixel_values=pix.to(self.device, self.dtype)).pooler_output
+
+        return self._embed([open_image(im) for im in images], run)
+
+    def _embed(self, items: list, run) -> torch.Tensor:
+        """``run`` (-> projected CLIP features) over ``items`` in batches, as unit float32 vectors on the CPU."""
         with self._lock, torch.inference_mode():
-            for s in range(0, len(pil), self.batch_size):
-                pix = self.image_processor(images=pil[s:s + self.batch_size], return_tensors="pt")["pixel_values"]
-                out = self.model.get_image_features(pixel_values=pix.to(self.device, self.dtype))
-                outs.append(_features(out).float().cpu())
-        if not outs:
-            return torch.empty((0, self.dim))
-        return F.normalize(torch.cat(outs), dim=-1)
+            outs = [run(items[s:s + self.batch_size]).float().cpu()
+                    for s in range(0, len(items), self.batch_size)]
+        return F.normalize(torch.cat(outs), dim=-1) if outs else torch.empty((0, self.dim))
 
     def score(self, caption: str, images: Sequence[Any]) -> torch.Tensor:
         """Cosine similarity of one caption with each image, ``[len(images)]``."""

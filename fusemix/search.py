@@ -1,15 +1,11 @@
-"""Top-k search over L2-normalised vectors: one exact path, and FAISS HNSW for large galleries.
-
-Indexes hold unit vectors with integer ids (given, or 0, 1, 2, ...); ``search(queries, k)`` returns
-``SearchResult(scores, ids)`` [Q, min(k, len)] by inner product, best first (HNSW may leave id -1, score
--inf).  ``build_index(vectors, "auto")`` is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW
-from there on.  Bad input raises ``SearchInputError`` naming the problem.
+"""Top-k inner-product search over unit vectors (ids 0, 1, 2, ... in the order added): one exact path,
+and FAISS HNSW for large galleries (which may leave id -1, score -inf). ``build_index(vectors, "auto")``
+is the app's rule: exact below ``AUTO_APPROX_MIN`` vectors, HNSW from there on.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,18 +21,14 @@ _NORM_TOL = 1e-3
 
 
 class SearchInputError(ValueError):
-    """Bad vectors, ids, k or index kind; the message names what was wrong and what is allowed."""
+    """Bad vectors, k or index kind; the message names what was wrong and what is allowed."""
 
 
-@dataclass(frozen=True)
-class SearchResult:
-    """Best-first hits per query: ``scores[q, j]`` is the inner product with vector ``ids[q, j]``."""
+class SearchResult(NamedTuple):
+    """Best-first hits per query: ``scores[q, j]`` (float32) is the inner product with vector ``ids[q, j]``."""
 
-    scores: np.ndarray  # float32 [Q, k']
-    ids: np.ndarray  # int64 [Q, k']
-
-    def __iter__(self):  # allows ``scores, ids = index.search(q, k)``
-        return iter((self.scores, self.ids))
+    scores: np.ndarray
+    ids: np.ndarray
 
 
 def _as_matrix(x, dim: int | None, what: str, normalize: bool) -> np.ndarray:
@@ -74,26 +66,10 @@ def _check_int(name: str, v, low: int) -> int:
     return int(v)
 
 
-def _as_ids(ids, n: int) -> np.ndarray:
-    arr = np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids))
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise SearchInputError(f"ids must be a 1-D sequence of {n} integers, got shape {tuple(arr.shape)}")
-    if n and not np.issubdtype(arr.dtype, np.integer):
-        raise SearchInputError(f"ids must be integers, got dtype {arr.dtype}")
-    if n and arr.min() < 0:
-        raise SearchInputError(f"ids must be >= 0 (-1 marks 'no hit'), got {arr.min()}")
-    if np.unique(arr).shape[0] != n:
-        raise SearchInputError("ids must be unique within one add() call")
-    return arr.astype(np.int64)
-
-
 def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_bytes: int = 256 << 20):
-    """Exact top-``min(k, N)`` inner products of float32 ``queries`` [Q, D] with ``base_t``, the gallery
-    transposed ([D, N]), in chunks of queries whose scores fit in ``max_scores_bytes``.
-
-    Why [D, N] and torch: a query is then D streaming passes over contiguous rows, which ran faster than
-    the dot-per-row product on [N, D] (numpy, FAISS, torch), and stayed fast on a busy machine, where
-    numpy's BLAS threads stalled.  Returns (scores float32, rows int64), [Q, k] each.
+    """Exact top-``min(k, N)`` (scores, rows) of float32 ``queries`` [Q, D] against the gallery transposed
+    (``base_t`` [D, N]), in query chunks whose scores fit in ``max_scores_bytes``. Why [D, N] in torch: D
+    streaming passes over contiguous rows ran faster than numpy, FAISS or torch on [N, D] (docs/performance.md).
     """
     n, scores, rows = base_t.shape[1], [], []
     chunk = max(1, max_scores_bytes // (4 * n))
@@ -106,39 +82,18 @@ def exact_topk(queries: np.ndarray, base_t: torch.Tensor, k: int, max_scores_byt
 
 
 class SearchIndex:
-    """Ids, checks and bookkeeping; engines define ``_add``, ``_keep(mask)``, ``_search`` and ``vectors``."""
-
-    kind, exact = "base", True
+    """Checks shared by the engines, which define ``kind``, ``__len__``, ``_add`` and ``_search``."""
 
     def __init__(self, dim: int, normalize: bool = False):
-        self.dim, self.normalize, self._next_id = _check_int("dim", dim, 1), bool(normalize), 0
-        self._ids = np.empty(0, dtype=np.int64)  # external id of each stored row, in storage order
+        self.dim, self.normalize = _check_int("dim", dim, 1), bool(normalize)
 
-    def __len__(self) -> int:
-        return int(self._ids.shape[0])
-
-    def add(self, vectors, ids: Iterable[int] | None = None) -> np.ndarray:
-        """Store ``vectors`` [N, dim]; return their ids (given ones, or the next free integers)."""
+    def add(self, vectors) -> np.ndarray:
+        """Store ``vectors`` [N, dim]; return their ids (the next N integers)."""
         x = _as_matrix(vectors, self.dim, "vectors", self.normalize)
-        n = x.shape[0]
-        new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64) if ids is None else _as_ids(ids, n)
-        clash = np.intersect1d(new_ids, self._ids)
-        if clash.size:
-            raise SearchInputError(f"ids already in the index: {clash[:5].tolist()}; remove them first")
-        if n:
+        start = len(self)
+        if x.shape[0]:
             self._add(x)
-            self._ids = np.concatenate([self._ids, new_ids])
-            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-        return new_ids
-
-    def remove(self, ids: Iterable[int]) -> int:
-        """Delete the vectors with these ids (unknown ids are ignored); return how many were removed."""
-        keep = ~np.isin(self._ids, np.asarray(ids if isinstance(ids, (np.ndarray, torch.Tensor)) else list(ids)))
-        removed = int((~keep).sum())
-        if removed:
-            self._keep(keep)
-            self._ids = self._ids[keep]
-        return removed
+        return np.arange(start, start + x.shape[0], dtype=np.int64)
 
     def search(self, queries, k: int) -> SearchResult:
         """Top-``min(k, len(self))`` ids and inner-product scores per query, best first."""
@@ -149,45 +104,40 @@ class SearchIndex:
         k = min(k, len(self))
         if q.shape[0] == 0:
             return SearchResult(np.empty((0, k), np.float32), np.empty((0, k), np.int64))
-        scores, rows = self._search(q, k)
-        ids = np.where(rows >= 0, self._ids[np.clip(rows, 0, None)], -1)
-        return SearchResult(np.where(rows >= 0, scores, -np.inf).astype(np.float32), ids.astype(np.int64))
+        scores, ids = self._search(q, k)
+        return SearchResult(np.where(ids >= 0, scores, -np.inf).astype(np.float32), ids.astype(np.int64))
 
 
 class ExactIndex(SearchIndex):
     """Exact search (``exact_topk``) over the stored vectors, kept transposed in a float32 [D, capacity] buffer."""
 
-    kind, exact = "exact", True
+    kind = "exact"
 
     def __init__(self, dim: int, normalize: bool = False):
         super().__init__(dim, normalize)
-        self._buf = torch.empty((self.dim, 0), dtype=torch.float32)
+        self._buf, self._n = torch.empty((self.dim, 0), dtype=torch.float32), 0
+
+    def __len__(self) -> int:
+        return self._n
 
     def _add(self, x):
-        n_old, n_new = len(self), len(self) + x.shape[0]
+        n_old, n_new = self._n, self._n + x.shape[0]
         if n_new > self._buf.shape[1]:  # grow by doubling: many small adds stay cheap
             grown = torch.empty((self.dim, max(n_new, 2 * n_old)), dtype=torch.float32)
             grown[:, :n_old] = self._buf[:, :n_old]
             self._buf = grown
         self._buf[:, n_old:n_new] = torch.from_numpy(x).T
-
-    def _keep(self, keep):
-        self._buf = self._buf[:, : len(self)][:, torch.from_numpy(keep)].contiguous()
+        self._n = n_new
 
     def _search(self, q, k):
         return exact_topk(q, self._buf[:, : len(self)], k)
 
-    def vectors(self):  # all stored vectors [N, dim], rows in the order of ``self._ids``
-        return self._buf[:, : len(self)].T.numpy().copy()
-
 
 class HNSWIndex(SearchIndex):
-    """Approximate search with FAISS ``IndexHNSWFlat`` (inner product), for galleries too big to scan.
+    """FAISS ``IndexHNSWFlat`` (inner product) for galleries too big to scan: ``m`` is the graph degree,
+    ``ef_construction`` / ``ef_search`` the build / query beam (more: recall, less: speed)."""
 
-    ``m``: graph degree; ``ef_construction`` / ``ef_search``: build / query beam (more: recall, less: speed).
-    """
-
-    kind, exact = "hnsw", False
+    kind = "hnsw"
 
     def __init__(self, dim, normalize=False, m: int = 16, ef_construction: int = 64, ef_search: int = 64):
         super().__init__(dim, normalize)
@@ -195,12 +145,11 @@ class HNSWIndex(SearchIndex):
         self._faiss, self.m = faiss, _check_int("m", m, 2)
         self.ef_construction = _check_int("ef_construction", ef_construction, 2)
         self.ef_search = _check_int("ef_search", ef_search, 2)
-        self._index = self._new_index()
+        self._index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
+        self._index.hnsw.efConstruction = self.ef_construction
 
-    def _new_index(self):
-        index = self._faiss.IndexHNSWFlat(self.dim, self.m, self._faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        return index
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
 
     def set_ef_search(self, ef: int) -> None:
         self.ef_search = _check_int("ef_search", ef, 1)
@@ -208,23 +157,14 @@ class HNSWIndex(SearchIndex):
     def _add(self, x):
         self._index.add(x)
 
-    def _keep(self, keep):
-        kept, self._index = self.vectors()[keep], self._new_index()
-        self._index.add(kept)
-
     def _search(self, q, k):
         params = self._faiss.SearchParametersHNSW(efSearch=max(k, self.ef_search))  # at most efSearch hits
         return self._index.search(q, k, params=params)
 
-    def vectors(self):
-        return self._index.reconstruct_n(0, len(self)) if len(self) else np.empty((0, self.dim), np.float32)
 
-
-def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, **options) -> SearchIndex:
-    """Build a search index over ``vectors`` [N, dim] (unit rows; ``normalize=True`` normalises them).
-
-    ``kind``: "exact", "hnsw" (``options`` such as ``ef_search=`` go to ``HNSWIndex``), or "auto" (above).
-    """
+def build_index(vectors, kind: str = "auto", normalize: bool = False, **options) -> SearchIndex:
+    """An index over ``vectors`` [N, dim] (unit rows, or ``normalize=True``): ``kind`` "exact", "hnsw"
+    (``options`` such as ``ef_search=`` go to ``HNSWIndex``) or "auto" (above)."""
     if kind not in KINDS:
         raise SearchInputError(f"kind must be one of {KINDS}, got {kind!r}")
     x = _as_matrix(vectors, None, "vectors", normalize)
@@ -236,7 +176,7 @@ def build_index(vectors, kind: str = "auto", ids=None, normalize: bool = False, 
         index = (HNSWIndex if kind == "hnsw" else ExactIndex)(x.shape[1], normalize=normalize, **options)
     except TypeError as exc:
         raise SearchInputError(f"unsupported option for kind={kind!r}: {exc}") from None
-    index.add(x, ids=ids)
+    index.add(x)
     return index
 
 

@@ -6,7 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from fusemix.adapter import Adapter
-from fusemix.dropout import GeluDropout, gelu_dropout, keep_levels, keep_mask, scaled_mask
+from fusemix.dropout import GeluDropout, gelu_dropout, keep_levels, scaled_mask
+
+
+def keep_mask(shape, p, generator=None):
+    """Where the fused dropout keeps an element: the non-zero entries of its multiplier."""
+    return scaled_mask(shape, p, torch.float32, generator=generator) != 0
 
 
 @pytest.mark.parametrize("p", [0.1, 0.6, 0.9])
@@ -142,12 +147,12 @@ def test_adapter_drops_in_train_mode_only():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_scaled_mask_is_the_keep_mask_draw_times_the_scale(dtype):
+def test_scaled_mask_is_zero_or_the_exact_inverse_keep_rate_in_any_dtype(dtype):
     shape = (33, 70)
     mask = keep_mask(shape, 0.6, generator=torch.Generator().manual_seed(8))
     scaled = scaled_mask(shape, 0.6, dtype, generator=torch.Generator().manual_seed(8))
-    assert scaled.dtype == dtype
-    torch.testing.assert_close(scaled, (mask * SCALE).to(dtype))
+    assert scaled.dtype == dtype and 0 < mask.sum() < mask.numel()
+    torch.testing.assert_close(scaled, (mask * SCALE).to(dtype))  # the same draw in every dtype
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/gpu_check.sh)")

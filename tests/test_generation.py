@@ -95,7 +95,7 @@ def test_caption_route_uses_the_best_caption_as_prompt(world):
     assert {m.caption for m in r.captions} <= set(BANK)
     scores = [m.score for m in r.captions]
     assert scores == sorted(scores, reverse=True)
-    same = a2i.generate_from_text(r.prompt, seed=3)
+    same = a2i.generate_from_text(r.captions[0].caption, seed=3)
     assert np.array_equal(pixels(r), pixels(same))
 
 

@@ -59,13 +59,3 @@ def set_audio_mean_main(argv=None) -> int:
     bridge.save_pretrained(args.bridge)
     print(f"recorded the mean of {latents.shape[0]} CLAP audio latents in {args.bridge}")
     return 0
-
-
-def main() -> None:
-    import sys
-
-    try:
-        sys.exit(set_audio_mean_main())
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

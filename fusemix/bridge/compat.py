@@ -4,25 +4,15 @@ from __future__ import annotations
 from ..checkpoint import CheckpointError
 from ..conventions import same_model
 
-# Text-encoder families: SD checkpoints in one family share the *same frozen text encoder*
-# weights, so a bridge trained against one is valid for all of them. From the model cards:
-# SD 1.x all use OpenAI CLIP ViT-L/14; SD 2.x and sd-turbo (distilled from SD 2.1) use
-# OpenCLIP ViT-H/14. Ids not listed here are only compatible with themselves.
+# SD checkpoints of one family share the same frozen text encoder (model cards: SD 1.x use OpenAI CLIP
+# ViT-L/14; SD 2.x and sd-turbo OpenCLIP ViT-H/14), so a bridge fits them all. Unlisted ids fit themselves.
 TEXT_ENCODER_FAMILIES: dict[str, tuple[str, ...]] = {
-    "clip-vit-l-14": (
-        "openai/clip-vit-large-patch14",
-        "CompVis/stable-diffusion-v1-4",
-        "runwayml/stable-diffusion-v1-5",
-        "stable-diffusion-v1-5/stable-diffusion-v1-5",
-        "benjamin-paine/stable-diffusion-v1-5",
-    ),
-    "openclip-vit-h-14": (
-        "stabilityai/stable-diffusion-2",
-        "stabilityai/stable-diffusion-2-base",
-        "stabilityai/stable-diffusion-2-1",
-        "stabilityai/stable-diffusion-2-1-base",
-        "stabilityai/sd-turbo",
-    ),
+    "clip-vit-l-14": ("openai/clip-vit-large-patch14", "CompVis/stable-diffusion-v1-4",
+                      "runwayml/stable-diffusion-v1-5", "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                      "benjamin-paine/stable-diffusion-v1-5"),
+    "openclip-vit-h-14": ("stabilityai/stable-diffusion-2", "stabilityai/stable-diffusion-2-base",
+                          "stabilityai/stable-diffusion-2-1", "stabilityai/stable-diffusion-2-1-base",
+                          "stabilityai/sd-turbo"),
 }
 
 
@@ -42,11 +32,8 @@ def text_encoder_family(model_id: str) -> str:
 
 def check_compatible(c, *, clap_model: str | None = None, sd_model: str | None = None, out_dim: int | None = None,
                      seq_len: int | None = None, in_dim: int | None = None) -> None:
-    """Raise IncompatibleBridgeError unless the given encoders are the ones config ``c`` was trained for.
-
-    SD ids match when they are equal, name the same local directory, or belong to one
-    text-encoder family (``TEXT_ENCODER_FAMILIES``); CLAP ids must be equal (or the same path).
-    """
+    """Raise IncompatibleBridgeError unless the given encoders are the ones config ``c`` was trained for:
+    the same CLAP (id or local folder), an SD text encoder of the same family, the same widths."""
     if out_dim is not None and int(out_dim) != c.out_dim:
         raise IncompatibleBridgeError(
             f"bridge outputs {c.out_dim}-d prompt_embeds (trained for {c.sd_model}), but this pipeline's "

@@ -9,13 +9,8 @@ from .compat import BridgeConfigError
 
 
 def combine_clap_towers(parts) -> LatentPairs:
-    """Latent pairs from CLAP's audio tower and from its text tower as one training set.
-
-    Every part must map the same CLAP checkpoint's latents (``clap-audio:ID`` / ``clap-text:ID``) to
-    the same SD text encoder's sequences; items are renumbered and ``x_modality`` becomes
-    ``"audio+text"`` when both towers are present, which ``ConditioningBridge.from_latents``
-    reads as ``train_modality="both"``.
-    """
+    """Latent pairs from the audio and text towers of one CLAP checkpoint, mapped to one SD text encoder,
+    as one training set (items renumbered; ``x_modality`` "audio+text" reads as ``train_modality="both"``)."""
     if not parts:
         raise BridgeConfigError("no latent pairs to combine")
     first = parts[0]

@@ -1,15 +1,9 @@
 """ConditioningBridge: a CLAP latent -> the ``prompt_embeds`` sequence a Stable Diffusion UNet reads.
 
-The frozen SD text encoder's encodings of captions are the regression targets, so the bridge speaks
-that encoder's language and any SD pipeline of its text-encoder family can be conditioned on a sound.
-Heads (``lowrank``, the measured winner in docs/audio_to_image.md, and ``direct``) predict ``seq_mean + target_std * head(x)``, so training starts at the right scale.
-``training_loss`` = ``contrastive_weight`` * InfoNCE between *pooled* outputs and pooled caption
-encodings + ``regression_weight`` * sequence MSE over the targets' variance (1.0 = "predicts the
-mean"). Pooling = centred mean of tokens 1..T-1, L2-normalised: token 0 (BOS) is the same for every
-prompt, EOS's position depends on the prompt's length (unknown for a sound), and uncentred pooled
-vectors share one large common direction. Inputs are centred and scaled by training statistics
-likewise. Captions-only training (CLAP *text* latents in, *audio* served) corrects CLAP's modality gap
-by centring each input on its own tower's mean (``modality_means``).
+The frozen SD text encoder's caption encodings are the regression targets, so the bridge speaks that
+encoder's language. Heads predict ``seq_mean + target_std * head(x)`` (training starts at the right
+scale); the loss is InfoNCE on pooled sequences plus a sequence MSE. Captions-only training (CLAP text
+latents in, audio served) corrects CLAP's modality gap by centring each tower on its own mean.
 """
 from __future__ import annotations
 
@@ -191,14 +185,11 @@ class ConditioningBridge(nn.Module, Pretrained):
 
     @torch.no_grad()
     def initialize_from_data(self, x: torch.Tensor, y: torch.Tensor, max_rows: int = 4096, seed: int = 0) -> dict:
-        """Fit the target statistics (and the low-rank basis) on training data; returns what it measured.
-
-        Uses at most ``max_rows`` rows (a seeded random subset) so it stays cheap on big caches.
-        """
+        """Fit the target statistics (and the low-rank basis) on at most ``max_rows`` seeded random rows of
+        the training data, so it stays cheap on big caches; returns what it measured."""
         self._check_pairs(x, y)
-        g = torch.Generator().manual_seed(seed)
         if y.shape[0] > max_rows:
-            idx = torch.randperm(y.shape[0], generator=g)[:max_rows]
+            idx = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed))[:max_rows]
             x, y = x[idx], y[idx]
         dev = self.seq_mean.device
         y = y.to(dev, torch.float32)
@@ -241,11 +232,8 @@ class ConditioningBridge(nn.Module, Pretrained):
     # ------------------------------------------------------------------ forward
 
     def forward(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
-        """prompt_embeds [B, T, D] for CLAP latents [B, in_dim] of the given tower.
-
-        ``modality`` (audio or text) names the tower ``x`` came from; when that tower's mean is
-        known (``set_modality_mean``) the input is centred on it (the modality-gap correction).
-        """
+        """prompt_embeds [B, T, D] for CLAP latents [B, in_dim] from the ``modality`` tower (audio or text),
+        centred on that tower's mean when known (the modality-gap correction)."""
         self._check_x(x)
         x = self.center_inputs(x.to(self.seq_mean.dtype), modality)
         return self.seq_mean + self.target_std * self.head(x)
@@ -260,7 +248,8 @@ class ConditioningBridge(nn.Module, Pretrained):
         return (x - center.to(x.dtype)) / self.input_scale.to(x.dtype)
 
     def pool(self, seq: torch.Tensor) -> torch.Tensor:
-        """L2-normalised, centred mean of tokens 1..T-1 (see the module docstring for why)."""
+        """L2-normalised, centred mean of tokens 1..T-1: BOS is the same for every prompt, EOS's
+        position depends on the prompt's length, and uncentred vectors share one common direction."""
         return F.normalize(seq[:, 1:].float().mean(1) - self.pool_center.float(), dim=-1)
 
     # ---- the model interface train.py uses, shared with fusemix.model.FusionModel
@@ -295,24 +284,14 @@ class ConditioningBridge(nn.Module, Pretrained):
     def eval_embeddings(self, x: torch.Tensor, y: torch.Tensor, chunk: int = 1024,
                         modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled, L2-normalised (bridge output, caption encoding) pairs for retrieval R@K."""
-        was_training = self.training
-        self.eval()
-        try:
-            za = torch.cat([self.pool(self(x[i:i + chunk], modality)) for i in range(0, x.shape[0], chunk)])
-            zb = torch.cat([self.pool(y[i:i + chunk].to(self.seq_mean.device)) for i in range(0, y.shape[0], chunk)])
-        finally:
-            self.train(was_training)
+        za = torch.cat([self.pool(self._predict(x[i:i + chunk], modality)) for i in range(0, x.shape[0], chunk)])
+        zb = torch.cat([self.pool(y[i:i + chunk].to(self.seq_mean.device)) for i in range(0, y.shape[0], chunk)])
         return za, zb
 
     @torch.no_grad()
     def sequence_metrics(self, x: torch.Tensor, y: torch.Tensor, modality: str | None = None) -> dict[str, float]:
         """How close predicted sequences are to the targets: relative MSE and mean token cosine."""
-        was_training = self.training
-        self.eval()
-        try:
-            pred = self(x, modality).float()
-        finally:
-            self.train(was_training)
+        pred = self._predict(x, modality).float()
         y = y.to(pred.device, torch.float32)
         rel_mse = float((pred - y).pow(2).mean() / (y - self.seq_mean).pow(2).mean().clamp_min(1e-12))
         # token cosine after removing the mean sequence: 0 = no better than the mean, 1 = exact
@@ -323,8 +302,7 @@ class ConditioningBridge(nn.Module, Pretrained):
     # ------------------------------------------------------------------ compatibility, I/O
 
     def check_compatible(self, **encoders) -> None:
-        """Raise IncompatibleBridgeError unless the given encoders (clap_model, sd_model, out_dim,
-        seq_len, in_dim) are the ones it was trained for (``fusemix.bridge.compat``)."""
+        """Raise IncompatibleBridgeError unless the given encoders are the ones it was trained for."""
         check_compatible(self.config, **encoders)
 
     def _weights_metadata(self) -> dict[str, str]:
@@ -347,15 +325,15 @@ class ConditioningBridge(nn.Module, Pretrained):
             directory, lambda m: m.check_compatible(clap_model=clap_model, sd_model=sd_model, out_dim=out_dim),
             map_location)
 
-    def describe(self) -> dict:
-        c = self.config
-        return {"head": c.head, "clap_model": c.clap_model, "sd_model": c.sd_model, "in_dim": c.in_dim,
-                "seq_len": c.seq_len, "out_dim": c.out_dim, "train_modality": c.train_modality,
-                "initialized": bool(self.initialized),
-                "modality_means": [m for m, n in zip(MODALITIES, self.modality_counts.tolist()) if n > 0],
-                "parameters": sum(p.numel() for p in self.parameters())}
-
     # ------------------------------------------------------------------ validation helpers
+
+    def _predict(self, x: torch.Tensor, modality: str | None) -> torch.Tensor:
+        """The forward pass in eval mode (no dropout), leaving the training flag as it was."""
+        was_training = self.training
+        try:
+            return self.eval()(x, modality)
+        finally:
+            self.train(was_training)
 
     def _modality_index(self, modality: str) -> int:
         if modality not in MODALITIES:
