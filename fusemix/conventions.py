@@ -74,12 +74,6 @@ def kind_of(spec: str) -> str | None:
     return kind if sep and kind in ENCODER_KINDS and model_id else None
 
 
-def format_spec(kind: str, model_id: str) -> str:
-    if kind not in ENCODER_KINDS:
-        raise SpecError(f"unknown encoder kind {kind!r}; expected one of {ENCODER_KINDS}")
-    return f"{kind}:{model_id}"
-
-
 def same_model(a: str, b: str) -> bool:
     """Two model ids name the same model: equal, or the same existing local folder."""
     if a == b:
