@@ -41,7 +41,7 @@ class BridgeConfig:
     head: str = "lowrank"  # measured winner (docs/audio_to_image.md)
     depth: int = 2
     expansion: int = 4
-    dropout: float = 0.6  # measured best for retrieval at equal sequence error (docs/audio_to_image.md)
+    dropout: float = 0.1  # measured on real token sequences: docs/real_bridge.md
     rank: int = 128  # lowrank head: number of basis sequences
     contrastive_weight: float = 1.0
     regression_weight: float = 0.3  # measured: benchmarks/bridge_heads.py --sweep-weights
