@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import goal_line  # noqa: E402
 from fusemix.bridge import HEADS, BridgeConfig, ConditioningBridge  # noqa: E402
 from fusemix.metrics import retrieval_metrics  # noqa: E402
 from fusemix.mixing import fusemix_mix, mix_partners, sample_lambda  # noqa: E402
@@ -274,6 +275,9 @@ def main(argv=None) -> list[dict]:
         results = gap_study(args)
         if args.json:
             Path(args.json).write_text(json.dumps({"section": "gap", "args": vars(args), "results": results}, indent=2))
+        worst = min(r["b_audio_centred_R@1"] - r["b_audio_raw_R@1"] for r in results)
+        print("(the mean-centred captions-only bridge against no correction, worst gap)")
+        print(goal_line("bridge_gap_correction_gain", worst, ">=", 0))
         return results
     n = args.n_train + args.n_heldout
     t0 = time.perf_counter()
@@ -300,6 +304,12 @@ def main(argv=None) -> list[dict]:
             results.append(run(f"head={head} w_con={wc} w_reg={wr}", cfg, data, args))
     if args.json:
         Path(args.json).write_text(json.dumps({"data": label, "args": vars(args), "results": results}, indent=2))
+    heads = [r for r in results if r["run"].startswith("head=") and " " not in r["run"]]
+    default = next((r for r in heads if r["run"] == f"head={BridgeConfig().head}"), None)
+    if default is not None:
+        print(f"(R@1 of the default head, {BridgeConfig().head}, over the best head's)")
+        print(goal_line("bridge_default_head_vs_best", default["R@1"] / max(max(r["R@1"] for r in heads), 1e-12),
+                        ">=", 0.95))
     return results
 
 

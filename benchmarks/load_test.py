@@ -33,6 +33,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import goal_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a plain checkout: fusemix and demo live at the repo root
     sys.path.insert(0, str(ROOT))
@@ -258,6 +261,11 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"server log kept in {work / 'server.log'}", file=sys.stderr)
     result["total_s"] = round(time.monotonic() - t_start, 1)
     print(json.dumps(result.get("summary", result), indent=1))
+    summary = result.get("summary", {})
+    failed = summary.get("retrieval_failed", 0) + summary.get("generation_failed", 0)
+    print("(failed requests over every round; the server still answered after them)" if result.get("still_serving")
+          else "(the server stopped answering)")
+    print(goal_line("load_test_failed_requests", failed if result.get("still_serving") else 10**9, "<=", 0))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return result
