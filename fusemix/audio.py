@@ -1,10 +1,8 @@
 """Decode, validate and resample audio from every entry point fusemix has.
 
-:func:`load_audio` turns paths, bytes, file objects, Gradio's ``(rate, int16 array)``, ``datasets``
-audio dicts and arrays into float32 mono in [-1, 1] (soundfile to decode, soxr HQ to resample).
+:func:`load_audio` returns float32 mono in [-1, 1] (soundfile to decode, soxr HQ to resample).
 Bad input raises an :class:`AudioError` (a ``ValueError``) with a plain message, before any large
-read when possible. Silence is valid unless ``reject_silent``; samples outside [-1, 1] are clipped;
-NaN or infinite samples are refused; channels are averaged.
+read when possible. Samples outside [-1, 1] are clipped; NaN or infinite samples are refused.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The latent cache: each frozen encoder runs once over a dataset, its outputs kept on disk.
 
-``<root>/<model>-<kind>-<key>/`` (key: hash of the units' fingerprint, ``encoder.describe()``,
-pooling, dtype and shard size) holds ``manifest.json``, ``item_ids.json`` and fixed shards
-``shard-00000.safetensors`` (``latents`` and the ``index`` of the units that succeeded). Shards and
-manifest are written atomically and checksummed, so a killed run resumes from its last complete
-shard; under ``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
+``<root>/<model>-<kind>-<key>/`` holds ``manifest.json``, ``item_ids.json`` and fixed-size shards,
+written atomically and checksummed, so a killed run resumes from its last complete shard; under
+``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
 Items that fail to load or that the encoder rejects are recorded with their reason and skipped.
 """
 from __future__ import annotations

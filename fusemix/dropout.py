@@ -1,10 +1,8 @@
 """GELU then dropout in one autograd node, with a mask that costs 16 random bits per element.
 
 Why: on CPU, ``nn.Dropout``'s ``bernoulli_`` mask is a large share of a training step (docs/performance.md).
-The mask compares 16-bit slices of random words with ``round(keep * 2**16)``; a large mask is drawn in
-fixed chunks on all threads, each from a generator seeded by the caller's (so it depends on the seed,
-never on the thread count); survivors are scaled by the exact inverse keep rate (unbiased). CUDA uses
-``F.gelu`` + ``F.dropout`` as is.
+The mask is drawn in fixed chunks on all threads, each seeded from the caller's generator (so it never
+depends on the thread count); survivors are scaled by the exact inverse keep rate. CUDA uses ``F.dropout``.
 """
 from __future__ import annotations
 

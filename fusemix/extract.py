@@ -1,8 +1,7 @@
 """Pairs + two frozen encoders -> the latent-pair file ``train.py`` trains from.
 
-``x`` latents come from the items (or, for a text x encoder, the captions: row-aligned pairs), ``y``
-latents from the captions, each through its own :class:`fusemix.cache.LatentCache`. Undecodable
-items are dropped with their captions, rejected captions alone; :class:`ExtractionReport` lists each.
+Each side goes through its own :class:`fusemix.cache.LatentCache`; undecodable items are dropped with
+their captions, rejected captions alone, and :class:`ExtractionReport` lists each.
 
 CLI::
 

@@ -1,11 +1,8 @@
 """Gallery: a folder (or list) of images, sounds or captions, embedded once and searchable by top-k.
 
-Each file content is embedded once per model: the cache (safetensors embeddings + a JSON manifest,
-tied by a random ``manifest_id`` so a crash between the two writes means a rebuild) is updated
-incrementally, matched by content hash (renamed files are reused) and trusting unchanged size +
-mtime. Scanning never reads symlinks leading outside the root, hidden files or devices; unreadable,
-non-media, oversized and duplicate files are skipped and counted in ``gallery.report``.
-``embed_fn`` is any ``list[item] -> Tensor[B, P]``; rows are L2-normalised on the way in.
+The cache (safetensors embeddings + a JSON manifest, tied by a random ``manifest_id`` so a crash between
+the two writes means a rebuild) is updated incrementally and matched by content hash. Symlinks leading
+outside the root, hidden files and devices are never read; skipped files are counted in ``gallery.report``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """AudioToImage: a sound -> an image, through CLAP and an unmodified diffusers Stable Diffusion pipeline.
 
 Routes to ``prompt_embeds``: ``bridge`` (CLAP latent -> ConditioningBridge) or ``captions`` (the nearest
-captions of a CaptionBank, returned so a user sees why the image looks as it does). Deterministic under
-a seed; a NaN or all-black output is an error, never an image passed off as a result.
+captions of a CaptionBank, returned). Deterministic under a seed; a NaN or all-black output is an error.
 """
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """Pair sources: where (item, captions) pairs come from, before any encoder touches them.
 
-A source holds ``ids``, the ``captions`` of each item (several per item stay one group) and loads
-item ``i`` (a path or a loaded object) with ``item(i)``. Bad rows never stop a dataset: they are left
-out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL), :func:`open_folder`
-(``audiofolder``/``imagefolder``, read here: ``datasets`` needs torchcodec even undecoded) and
-:class:`DatasetSource`. ``fingerprint()`` changes with any file, id or caption, so the latent cache
-never mixes datasets.
+A source holds ``ids``, each item's ``captions`` (one group per item) and loads item ``i`` with
+``item(i)``. Bad rows are left out and recorded in ``source.skipped``, never stopping a dataset.
+``fingerprint()`` changes with any file, id or caption, so the latent cache never mixes datasets.
 """
 from __future__ import annotations
 

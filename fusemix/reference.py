@@ -1,7 +1,6 @@
 """The zero-training reference scorer for caption -> images: a CLIP model, used as it ships.
 
-Before any FuseMix image-text adapter is trained, a pre-trained CLIP still ranks a gallery for a caption;
-the demo labels this route the *reference* and keeps it beside trained adapters so the two can be compared.
+The demo keeps this *reference* route beside trained adapters so the two can be compared.
 Images go through the PIL-based image processor (no torchvision); outputs are L2-normalised.
 """
 from __future__ import annotations

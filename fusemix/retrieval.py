@@ -1,11 +1,8 @@
 """Embedding spaces for cross-modal search: frozen encoders + a FusionModel, or any other shared space.
 
-A query and a gallery are only comparable when both were embedded into one space. An
-:class:`EmbeddingSpace` is a named set of per-modality embedders sharing one: a FuseMix model with
-its encoders (:meth:`EmbeddingSpace.from_fusion`), a reference such as CLIP (``fusemix.reference``)
-or any callables. Build a :class:`fusemix.gallery.Gallery` with ``space.embedder(m)`` and query it
-with ``space.embed(query_modality, items)``. Each embedder's *fingerprint* (encoder description +
-adapter weights hash) keeps gallery caches of one model from being reused by another.
+An :class:`EmbeddingSpace` is a named set of per-modality embedders sharing one space (a FuseMix model,
+a reference such as CLIP, or any callables), so a query and a gallery are only compared within one.
+Each embedder's *fingerprint* (encoder description + adapter weights hash) keeps gallery caches apart.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Tiny, randomly initialised stand-ins for the Hugging Face models fusemix uses.
 
-No pretrained weights can be downloaded where this project is tested, so tests and the demo's
-offline "tiny" profile build small random models, ``save_pretrained`` them and load them back with
-the same ``from_pretrained`` code as real checkpoints. Every saved directory holds a ``STANDIN.txt``
-marker (:func:`is_standin`) so callers can label it. Builds are deterministic under ``seed`` (the
-global RNG is forked, not disturbed) and atomic (built in a temporary sibling, then renamed).
+Tests and the demo's offline "tiny" profile build them, ``save_pretrained`` them and load them back
+with the real ``from_pretrained`` code. Each directory holds a ``STANDIN.txt`` marker (:func:`is_standin`).
+Builds are deterministic under ``seed`` (the global RNG is forked) and atomic (temporary sibling, renamed).
 """
 
 from __future__ import annotations
