@@ -145,7 +145,6 @@ class AudioToImage:
         self._uncond_cache: dict[str, torch.Tensor] = {}
         pipeline.set_progress_bar_config(disable=True)
 
-    # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_pretrained(cls, sd_model: str, clap_model: str, *, bridge: str | ConditioningBridge | None = None,
@@ -198,7 +197,6 @@ class AudioToImage:
             out.append("bridge: never initialised or trained (random weights)")
         return out
 
-    # ------------------------------------------------------------------ steps
 
     def params(self, **overrides) -> GenerationParams:
         known = {f for f in GenerationParams.__dataclass_fields__}
@@ -284,7 +282,6 @@ class AudioToImage:
             raise GenerationError("the pipeline produced an all-black image; refusing to return it as a result")
         return self.pipe.numpy_to_pil(img[None])[0]
 
-    # ------------------------------------------------------------------ public entry points
 
     def generate(self, audio, *, route: str | None = None, sampling_rate: int | None = None,
                  **params) -> GenerationResult:

@@ -87,7 +87,6 @@ class PairSource:
                 "skipped": len(self.skipped), "modality": self.modality, "fingerprint": self.fingerprint()}
 
 
-# --------------------------------------------------------------------------- caption groups
 def _caption_values(value: Any) -> list[Any]:
     """A caption cell may hold one caption or a list of them (JSONL, HF Sequence columns)."""
     if isinstance(value, (list, tuple)):
@@ -136,7 +135,6 @@ class _Grouper:
         return ids, items, caps
 
 
-# --------------------------------------------------------------------------- manifests
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """Yield (line number, row or None, error) from a CSV or JSONL file."""
     suffix = path.suffix.lower()
@@ -267,7 +265,6 @@ def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str
                           content_hash=content_hash)
 
 
-# --------------------------------------------------------------------------- datasets
 class DatasetSource(PairSource):
     """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are
     cast to ``Audio(decode=False)`` (``datasets`` decoding needs torchcodec): ``{"path", "bytes"}``

@@ -66,7 +66,6 @@ class ReferenceScorer:
             self._fingerprint = f"reference-clip:{self.model_id}:{module_fingerprint(self.model)[:32]}"
         return self._fingerprint
 
-    # ------------------------------------------------------------------ embedding
 
     def embed_texts(self, captions: Sequence[str]) -> torch.Tensor:
         """Unit vectors ``[len(captions), dim]``; captions longer than CLIP's 77 tokens are cut (counted)."""

@@ -68,7 +68,6 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
     return path
 
 
-# --------------------------------------------------------------------------- tokenizers
 def _roberta_tokenizer(model_max_length: int):
     from transformers import RobertaTokenizer
 
@@ -106,7 +105,6 @@ def _bert_tokenizer(model_max_length: int = 512):
     return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
 
 
-# --------------------------------------------------------------------------- builders
 def save_tiny_clap(path: str | os.PathLike, seed: int = 0) -> Path:
     """A tiny random ``ClapModel`` + ``ClapProcessor``: unfused, with ``laion/clap-htsat-unfused``'s
     feature extractor settings, so the audio path runs exactly as with the real checkpoint."""
