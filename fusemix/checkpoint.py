@@ -1,8 +1,7 @@
 """Saving and loading module weights as safetensors, with errors a person can act on.
 
-:class:`Pretrained` is the one ``save_pretrained`` / ``from_pretrained`` of fusemix's own models;
-``load_state_strict`` checks every key and shape before touching the module;
-``from_pretrained_safetensors`` loads every Hugging Face model from safetensors only, never pickle.
+:class:`Pretrained` saves and loads fusemix's own models; ``load_state_strict`` checks every key and
+shape first; ``from_pretrained_safetensors`` loads Hugging Face models from safetensors only, never pickle.
 """
 from __future__ import annotations
 
