@@ -72,9 +72,7 @@ def _describe(source: AudioSource) -> str:
 
 def _check_rate(sr: Any, what: str) -> int:
     if isinstance(sr, bool) or not isinstance(sr, numbers.Integral):
-        if isinstance(sr, numbers.Real) and float(sr).is_integer():
-            sr = int(sr)
-        else:
+        if not (isinstance(sr, numbers.Real) and float(sr).is_integer()):
             raise AudioError(f"{what} must be an integer number of Hz, got {sr!r}")
     sr = int(sr)
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:

@@ -84,9 +84,8 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
 
 
 class Pretrained:
-    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``: weights,
-    then the config (its presence marks a complete save), both atomically. A load refuses a config of
-    another ``MODEL_TYPE``, builds the model from it, runs ``check``, then loads the weights strictly."""
+    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``: weights, then the
+    config (marks a complete save), atomically. A load checks ``MODEL_TYPE`` and loads the weights strictly."""
 
     MODEL_TYPE = ""
 

@@ -55,8 +55,7 @@ def default_captions(root: str | os.PathLike | None = None) -> tuple[list[str], 
 
 
 def build_default_gallery(embed_fn: Callable, fingerprint: str | None = None, *, cache_dir=None, root=None, **kwargs):
-    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta;
-    ``embed_fn`` e.g. ``space.embedder("image")``."""
+    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta."""
     from .gallery import Gallery
 
     root = Path(root) if root is not None else default_gallery_dir()

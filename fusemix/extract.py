@@ -241,9 +241,8 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
 def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
-    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from
-    encoder objects or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction` (``num_workers``:
-    0 decodes here, None: :func:`default_num_workers`), which also gives the :class:`ExtractionReport`."""
+    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from encoders
+    or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction`, which also gives the report."""
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
 
 

@@ -96,8 +96,7 @@ class GenerationResult:
 
 
 def default_params_for(model_id: str, standin: bool = False) -> dict:
-    """Sensible steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG;
-    a random stand-in gets the cheapest settings."""
+    """Steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG; stand-ins: cheapest."""
     mid = str(model_id).lower()
     if "turbo" in mid or "lcm" in mid:
         return {"steps": 2, "guidance": 0.0}
@@ -107,8 +106,7 @@ def default_params_for(model_id: str, standin: bool = False) -> dict:
 
 
 class AudioToImage:
-    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` (said by
-    the caller that loaded random stand-ins) labels every result."""
+    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` labels results."""
 
     def __init__(self, pipeline, audio_encoder, *, bridge: ConditioningBridge | None = None,
                  caption_bank: CaptionBank | None = None, defaults: dict | None = None, standin: bool = False):

@@ -34,9 +34,8 @@ def _glibc_mallopt():
 
 
 def keep_freed_memory() -> bool:
-    """Blocks up to 32 MiB from the heap, grown in 64 MiB steps and never trimmed: what the process
-    held at its peak stays held until it exits (for worker processes). False where the C library
-    is not glibc or refuses a setting."""
+    """Blocks up to 32 MiB from the heap, grown in 64 MiB steps and never trimmed (the peak stays held
+    until exit). False where the C library is not glibc or refuses a setting."""
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False

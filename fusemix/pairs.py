@@ -39,8 +39,7 @@ class Skip:
 def _hash_lines(lines: Iterator[str]) -> str:
     h = hashlib.sha256()
     for line in lines:
-        h.update(line.encode("utf-8"))
-        h.update(b"\n")
+        h.update(line.encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
@@ -89,9 +88,7 @@ class PairSource:
 
 def _caption_values(value: Any) -> list[Any]:
     """A caption cell may hold one caption or a list of them (JSONL, HF Sequence columns)."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class _Grouper:
@@ -248,8 +245,7 @@ class ManifestSource(PairSource):
 def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str] = "caption",
                 split: str | None = None, id_column: str | None = None,
                 content_hash: bool = False) -> ManifestSource:
-    """An ``audiofolder``/``imagefolder`` directory (optionally a split subfolder) with a
-    ``metadata.csv|jsonl``: ``file_name`` column, paths relative to it."""
+    """An ``audiofolder``/``imagefolder`` directory (or its ``split`` subfolder) with a ``metadata.csv|jsonl``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PairSourceError(f"{folder} is not a directory")
@@ -266,9 +262,8 @@ def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str
 
 
 class DatasetSource(PairSource):
-    """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are
-    cast to ``Audio(decode=False)`` (``datasets`` decoding needs torchcodec): ``{"path", "bytes"}``
-    items that the audio loader decodes. Fingerprint: the dataset's own plus the chosen columns."""
+    """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are cast
+    to ``Audio(decode=False)`` (decoding needs torchcodec) and decoded by the audio loader."""
 
     def __init__(self, dataset: Any, *, item_column: str, caption_column: str | Sequence[str] = "caption",
                  id_column: str | None = None) -> None:

@@ -25,8 +25,7 @@ DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
 
 
 class ReferenceScorer:
-    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space; ``standin=True``
-    (said by the caller that loaded a random stand-in) labels it and its space."""
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's space; ``standin=True`` labels it."""
 
     def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16,
                  standin: bool = False):
@@ -111,8 +110,7 @@ class ReferenceScorer:
         return (self.embed_images(images) @ self.embed_texts([caption])[0]).float()
 
     def space(self, name: str = "reference", *, standin: bool | None = None) -> EmbeddingSpace:
-        """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders);
-        ``standin`` overrides the scorer's own label."""
+        """This scorer as an :class:`~fusemix.retrieval.EmbeddingSpace`; ``standin`` overrides its own label."""
         fp = self.fingerprint
         return EmbeddingSpace(name, [Embedder("image", self.embed_images, fp + ":image"),
                                      Embedder("text", self.embed_texts, fp + ":text")],

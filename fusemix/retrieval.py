@@ -51,9 +51,8 @@ class Embedder:
 
 
 class FusionEmbedder(Embedder):
-    """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent
-    width is an error; another model (a spec's ``KIND:`` aside) too, unless ``strict_encoder=False``
-    (e.g. the same model loaded from a local snapshot path instead of its hub id)."""
+    """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent width is an
+    error; another model too, unless ``strict_encoder=False`` (e.g. a local snapshot of the same hub id)."""
 
     def __init__(self, encoder, model: FusionModel, modality: str | None = None, *, strict_encoder: bool = True):
         modality = modality or encoder.modality

@@ -204,8 +204,7 @@ def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
 
 
 def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` with a PIL-based image processor (32x32 input): the stand-in for
-    the demo's reference scorer (:mod:`fusemix.reference`)."""
+    """A tiny random ``CLIPModel`` with a PIL image processor (32x32): the stand-in for :mod:`fusemix.reference`."""
 
     def build(tmp: Path) -> None:
         from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
@@ -231,9 +230,8 @@ EXTRAS = ("clip",)  # built only when asked for, so the default suite stays what
 
 
 def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Build (or reuse) the tiny stand-ins under ``root`` (``clap``, ``sd``, ``image``, ``sentence``
-    and the ``EXTRAS`` named in ``extras``); returns ``{name: dir}``. A directory with the marker
-    (written last) is reused, an incomplete one rebuilt; concurrent builders keep the rename winner's."""
+    """Build (or reuse) the tiny stand-ins under ``root`` (plus the ``EXTRAS`` named in ``extras``); returns
+    ``{name: dir}``. A directory with the marker (written last) is reused, an incomplete one rebuilt."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(extras) - set(EXTRAS))
