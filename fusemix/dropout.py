@@ -66,7 +66,7 @@ def _random_int16(shape, device=None, generator: torch.Generator | None = None) 
 
 def scaled_mask(shape, p: float, dtype: torch.dtype, device=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dropout's multiplier as ``dtype``: 1/keep where an element survives (odds keep_levels(p) / 2**16), else 0."""
+    """Dropout's multiplier as ``dtype``: 1/keep where an element survives (chance keep_levels(p) / 2**16), else 0."""
     out = torch.empty(shape, dtype=dtype, device=device)
     torch.lt(_random_int16(shape, device, generator), keep_levels(p) - (1 << 15), out=out)  # no bool pass
     return out.mul_(_LEVELS / keep_levels(p))
