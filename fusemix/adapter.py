@@ -22,8 +22,7 @@ class ResidualBlock(nn.Module):
 
 
 class Adapter(nn.Module):
-    """``depth`` residual blocks at the input width, then LN -> Linear into the shared space (the paper's
-    run: depth 4, expansion 4, dropout 0.6, out_dim 512)."""
+    """``depth`` residual blocks at the input width, then LN -> Linear into the shared space."""
 
     def __init__(self, in_dim: int, out_dim: int, depth: int = 4, expansion: int = 4, dropout: float = 0.6):
         super().__init__()

@@ -1,10 +1,8 @@
 """Decode, validate and resample audio from every entry point fusemix has.
 
-:func:`load_audio` turns paths, bytes, file objects, Gradio's ``(rate, int16 array)``, ``datasets``
-audio dicts and arrays into float32 mono in [-1, 1] (soundfile to decode, soxr HQ to resample).
+:func:`load_audio` returns float32 mono in [-1, 1] (soundfile to decode, soxr HQ to resample).
 Bad input raises an :class:`AudioError` (a ``ValueError``) with a plain message, before any large
-read when possible. Silence is valid unless ``reject_silent``; samples outside [-1, 1] are clipped;
-NaN or infinite samples are refused; channels are averaged.
+read when possible. Samples outside [-1, 1] are clipped; NaN or infinite samples are refused.
 """
 
 from __future__ import annotations
@@ -74,9 +72,7 @@ def _describe(source: AudioSource) -> str:
 
 def _check_rate(sr: Any, what: str) -> int:
     if isinstance(sr, bool) or not isinstance(sr, numbers.Integral):
-        if isinstance(sr, numbers.Real) and float(sr).is_integer():
-            sr = int(sr)
-        else:
+        if not (isinstance(sr, numbers.Real) and float(sr).is_integer()):
             raise AudioError(f"{what} must be an integer number of Hz, got {sr!r}")
     sr = int(sr)
     if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:

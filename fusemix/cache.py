@@ -1,14 +1,13 @@
 """The latent cache: each frozen encoder runs once over a dataset, its outputs kept on disk.
 
-``<root>/<model>-<kind>-<key>/`` (key: hash of the units' fingerprint, ``encoder.describe()``,
-pooling, dtype and shard size) holds ``manifest.json``, ``item_ids.json`` and fixed shards
-``shard-00000.safetensors`` (``latents`` and the ``index`` of the units that succeeded). Shards and
-manifest are written atomically and checksummed, so a killed run resumes from its last complete
-shard; under ``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
+``<root>/<model>-<kind>-<key>/`` holds ``manifest.json``, ``item_ids.json`` and fixed-size shards,
+written atomically and checksummed, so a killed run resumes from its last complete shard; under
+``accelerate launch`` / ``torchrun`` shard ``s`` belongs to process ``s % num_processes``.
 Items that fail to load or that the encoder rejects are recorded with their reason and skipped.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -41,9 +40,8 @@ class CacheError(ValueError):
 
 @dataclass
 class Units:
-    """What one cache encodes: ordered unit ids, their content fingerprint and a loader. ``load(i)``
-    gives unit ``i`` as the encoder takes it; it runs in worker processes, so it must be picklable
-    (a module-level class, not a lambda), and may raise for a bad item."""
+    """What one cache encodes: ordered unit ids, their content fingerprint and a loader. ``load(i)`` runs
+    in worker processes, so it must be picklable (not a lambda), and may raise for a bad item."""
 
     ids: list[str]
     fingerprint: str
@@ -133,10 +131,8 @@ WORKER_NICENESS = 19
 def _worker_init(_: int) -> None:
     """A decoding worker: lowest CPU priority (never stalls the forward), freed memory kept
     (:mod:`fusemix.malloc`), one BLAS thread (workers are the unit of parallelism)."""
-    try:
+    with contextlib.suppress(OSError):  # a platform or sandbox that refuses it: run as is
         os.nice(WORKER_NICENESS)
-    except OSError:  # pragma: no cover - a platform or sandbox that refuses it: run as is
-        pass
     keep_freed_memory()
     try:
         from threadpoolctl import threadpool_limits
@@ -164,9 +160,8 @@ def encode_rows(fn: Callable[[list], Any], items: Sequence[Any], *,
                 check: Callable[[Any, int], torch.Tensor] = _as_tensor,
                 rejects: tuple[type[BaseException], ...] = (ValueError,)
                 ) -> list[tuple[torch.Tensor | None, BaseException | None]]:
-    """``fn`` over ``items`` as one batch, or over each item alone if that raises one of ``rejects``:
-    ``(row, None)`` or ``(None, exception)`` per item. ``check(out, n)`` makes the output an
-    ``[n, ...]`` tensor or raises; its errors, and other exceptions, propagate."""
+    """``fn`` over ``items`` as one batch, or over each item alone if that raises one of ``rejects``: ``(row, None)``
+    or ``(None, exception)`` per item. ``check(out, n)`` gives an ``[n, ...]`` tensor or raises (propagated)."""
     items = list(items)
     if not items:
         return []

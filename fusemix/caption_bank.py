@@ -1,9 +1,8 @@
 """The zero-training baseline: a sound's CLAP latent -> the nearest captions of a caption bank.
 
-CLAP puts audio and text in one space, so before any bridge is trained a sound can be described by
-the captions nearest its audio embedding, which then become an ordinary Stable Diffusion prompt.
-The bank ships with fusemix (``fusemix/data/caption_bank.txt``); its embeddings are cached per
-(CLAP model, bank file).
+Before any bridge is trained, a sound is described by the captions nearest its CLAP audio embedding,
+which become an ordinary Stable Diffusion prompt. The bank ships in ``fusemix/data/caption_bank.txt``;
+its embeddings are cached per (CLAP model, bank file).
 """
 from __future__ import annotations
 

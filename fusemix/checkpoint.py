@@ -1,8 +1,7 @@
 """Saving and loading module weights as safetensors, with errors a person can act on.
 
-:class:`Pretrained` is the one ``save_pretrained`` / ``from_pretrained`` of fusemix's own models;
-``load_state_strict`` checks every key and shape before touching the module;
-``from_pretrained_safetensors`` loads every Hugging Face model from safetensors only, never pickle.
+:class:`Pretrained` saves and loads fusemix's own models; ``load_state_strict`` checks every key and
+shape first; ``from_pretrained_safetensors`` loads Hugging Face models from safetensors only, never pickle.
 """
 from __future__ import annotations
 
@@ -85,9 +84,8 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], s
 
 
 class Pretrained:
-    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``: weights,
-    then the config (its presence marks a complete save), both atomically. A load refuses a config of
-    another ``MODEL_TYPE``, builds the model from it, runs ``check``, then loads the weights strictly."""
+    """``save_pretrained`` / ``from_pretrained`` for a fusemix ``nn.Module`` with a ``config``: weights, then the
+    config (marks a complete save), atomically. A load checks ``MODEL_TYPE`` and loads the weights strictly."""
 
     MODEL_TYPE = ""
 

@@ -1,9 +1,7 @@
 """The default image gallery: real photographs that ship inside scikit-image, so the demo works offline.
 
-The table (``fusemix/data/default_gallery.json``) lists the photographs of ``skimage/data`` (test
-patterns, clip-art and near-duplicates are in ``EXCLUDED``) with the licence and source scikit-image
-documents for each, and two captions written for this project: a tiny labelled set for caption ->
-image retrieval (``default_captions()``).
+``fusemix/data/default_gallery.json`` lists the photographs of ``skimage/data`` (others in ``EXCLUDED``)
+with their licence and source, and two captions each for caption -> image retrieval (``default_captions()``).
 """
 
 from __future__ import annotations
@@ -57,8 +55,7 @@ def default_captions(root: str | os.PathLike | None = None) -> tuple[list[str], 
 
 
 def build_default_gallery(embed_fn: Callable, fingerprint: str | None = None, *, cache_dir=None, root=None, **kwargs):
-    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta;
-    ``embed_fn`` e.g. ``space.embedder("image")``."""
+    """``Gallery.from_folder`` over the default photographs, with title, captions and licence as meta."""
     from .gallery import Gallery
 
     root = Path(root) if root is not None else default_gallery_dir()

@@ -1,10 +1,8 @@
 """GELU then dropout in one autograd node, with a mask that costs 16 random bits per element.
 
 Why: on CPU, ``nn.Dropout``'s ``bernoulli_`` mask is a large share of a training step (docs/performance.md).
-The mask compares 16-bit slices of random words with ``round(keep * 2**16)``; a large mask is drawn in
-fixed chunks on all threads, each from a generator seeded by the caller's (so it depends on the seed,
-never on the thread count); survivors are scaled by the exact inverse keep rate (unbiased). CUDA uses
-``F.gelu`` + ``F.dropout`` as is.
+The mask is drawn in fixed chunks on all threads, each seeded from the caller's generator (so it never
+depends on the thread count); survivors are scaled by the exact inverse keep rate. CUDA uses ``F.dropout``.
 """
 from __future__ import annotations
 
@@ -68,8 +66,7 @@ def _random_int16(shape, device=None, generator: torch.Generator | None = None) 
 
 def scaled_mask(shape, p: float, dtype: torch.dtype, device=None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """Dropout's multiplier as ``dtype``: 1/keep where an element survives (probability keep_levels(p) / 2**16),
-    else 0."""
+    """Dropout's multiplier as ``dtype``: 1/keep where an element survives (chance keep_levels(p) / 2**16), else 0."""
     out = torch.empty(shape, dtype=dtype, device=device)
     torch.lt(_random_int16(shape, device, generator), keep_levels(p) - (1 << 15), out=out)  # no bool pass
     return out.mul_(_LEVELS / keep_levels(p))

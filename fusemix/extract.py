@@ -1,8 +1,7 @@
 """Pairs + two frozen encoders -> the latent-pair file ``train.py`` trains from.
 
-``x`` latents come from the items (or, for a text x encoder, the captions: row-aligned pairs), ``y``
-latents from the captions, each through its own :class:`fusemix.cache.LatentCache`. Undecodable
-items are dropped with their captions, rejected captions alone; :class:`ExtractionReport` lists each.
+Each side goes through its own :class:`fusemix.cache.LatentCache`; undecodable items are dropped with
+their captions, rejected captions alone, and :class:`ExtractionReport` lists each.
 
 CLI::
 
@@ -242,9 +241,8 @@ def run_extraction(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str 
 
 def extract_pairs(source: Any, x_encoder: Any, y_encoder: Any, cache_root: str | os.PathLike | None = None,
                   **kwargs: Any) -> LatentPairs:
-    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from
-    encoder objects or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction` (``num_workers``:
-    0 decodes here, None: :func:`default_num_workers`), which also gives the :class:`ExtractionReport`."""
+    """Latent pairs for ``source`` (a folder, a manifest, a ``datasets.Dataset`` or a PairSource) from encoders
+    or ``"KIND:MODEL_ID"`` strings; options as :func:`run_extraction`, which also gives the report."""
     return run_extraction(source, x_encoder, y_encoder, cache_root, **kwargs).pairs
 
 

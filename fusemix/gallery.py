@@ -1,11 +1,8 @@
 """Gallery: a folder (or list) of images, sounds or captions, embedded once and searchable by top-k.
 
-Each file content is embedded once per model: the cache (safetensors embeddings + a JSON manifest,
-tied by a random ``manifest_id`` so a crash between the two writes means a rebuild) is updated
-incrementally, matched by content hash (renamed files are reused) and trusting unchanged size +
-mtime. Scanning never reads symlinks leading outside the root, hidden files or devices; unreadable,
-non-media, oversized and duplicate files are skipped and counted in ``gallery.report``.
-``embed_fn`` is any ``list[item] -> Tensor[B, P]``; rows are L2-normalised on the way in.
+The cache (safetensors embeddings + a JSON manifest, tied by a random ``manifest_id`` so a crash between
+the two writes means a rebuild) is updated incrementally and matched by content hash. Symlinks leading
+outside the root, hidden files and devices are never read; skipped files are counted in ``gallery.report``.
 """
 
 from __future__ import annotations
@@ -115,7 +112,6 @@ def content_hash(item: Any) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------------------------------- decoding
 def _decode_audio(data: bytes):
     from .audio import load_audio, probe_audio
 
@@ -126,7 +122,6 @@ def _decode_audio(data: bytes):
 _DECODERS = {"image": open_image, "audio": _decode_audio}
 
 
-# ---------------------------------------------------------------------------------------- scanning
 @dataclass
 class _Candidate:
     key: str
@@ -193,7 +188,6 @@ def _read(path: Path) -> bytes:
         return f.read()
 
 
-# ---------------------------------------------------------------------------------------- the cache
 def _cache_stem(cache_dir: Path, source: str, fingerprint: str, modality: str) -> Path:
     tag = hashlib.sha256(json.dumps([FORMAT, source, fingerprint, modality]).encode()).hexdigest()[:24]
     return cache_dir / f"gallery-{modality}-{tag}"
@@ -239,7 +233,6 @@ def _save_cache(stem: Path, gallery: "Gallery", entries: list[dict]) -> None:
         warnings.warn(f"could not write the gallery cache at {stem}: {exc}", stacklevel=3)
 
 
-# ---------------------------------------------------------------------------------------- embedding
 def _check_embeddings(out: Any, n: int, dim: int | None) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         out = torch.as_tensor(np.asarray(out))
@@ -295,7 +288,6 @@ def _fingerprint(embed_fn, fingerprint) -> str:
     return fingerprint
 
 
-# ---------------------------------------------------------------------------------------- Gallery
 class Gallery:
     """Items + their unit embeddings + a search index.  Build with ``from_folder`` or ``from_items``."""
 
@@ -317,7 +309,6 @@ class Gallery:
         self._index: SearchIndex = build_index(self.embeddings.numpy())
         self._rebuild: Callable[[], "Gallery"] | None = None
 
-    # -- basics ----------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.items)
 
@@ -343,7 +334,6 @@ class Gallery:
     def __repr__(self) -> str:
         return f"Gallery({self.modality}, {len(self)} items, dim={self.dim}, source={self.source!r})"
 
-    # -- search ----------------------------------------------------------------------------------
     def search(self, query, k: int = 10) -> list[Hit]:
         """Top-``k`` items for one query vector ``[P]`` (or ``[1, P]``), best first; ``k`` over the
         gallery's size returns every item, ``k < 1`` is an error."""
@@ -368,7 +358,6 @@ class Gallery:
         return [[Hit(self.items[i], float(s)) for s, i in zip(srow, irow) if i >= 0]
                 for srow, irow in zip(scores, ids)]
 
-    # -- building --------------------------------------------------------------------------------
     @classmethod
     def from_folder(cls, root: str | os.PathLike, embed_fn: EmbedFn, fingerprint: str | None = None, *,
                     modality: str = "image",

@@ -1,8 +1,7 @@
 """AudioToImage: a sound -> an image, through CLAP and an unmodified diffusers Stable Diffusion pipeline.
 
 Routes to ``prompt_embeds``: ``bridge`` (CLAP latent -> ConditioningBridge) or ``captions`` (the nearest
-captions of a CaptionBank, returned so a user sees why the image looks as it does). Deterministic under
-a seed; a NaN or all-black output is an error, never an image passed off as a result.
+captions of a CaptionBank, returned). Deterministic under a seed; a NaN or all-black output is an error.
 """
 from __future__ import annotations
 
@@ -97,8 +96,7 @@ class GenerationResult:
 
 
 def default_params_for(model_id: str, standin: bool = False) -> dict:
-    """Sensible steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG;
-    a random stand-in gets the cheapest settings."""
+    """Steps/guidance per checkpoint kind: turbo models are distilled for 1-4 steps, no CFG; stand-ins: cheapest."""
     mid = str(model_id).lower()
     if "turbo" in mid or "lcm" in mid:
         return {"steps": 2, "guidance": 0.0}
@@ -108,8 +106,7 @@ def default_params_for(model_id: str, standin: bool = False) -> dict:
 
 
 class AudioToImage:
-    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` (said by
-    the caller that loaded random stand-ins) labels every result."""
+    """CLAP audio encoder + (bridge | caption bank) + a diffusers SD pipeline; ``standin=True`` labels results."""
 
     def __init__(self, pipeline, audio_encoder, *, bridge: ConditioningBridge | None = None,
                  caption_bank: CaptionBank | None = None, defaults: dict | None = None, standin: bool = False):
@@ -146,7 +143,6 @@ class AudioToImage:
         self._uncond_cache: dict[str, torch.Tensor] = {}
         pipeline.set_progress_bar_config(disable=True)
 
-    # ------------------------------------------------------------------ construction
 
     @classmethod
     def from_pretrained(cls, sd_model: str, clap_model: str, *, bridge: str | ConditioningBridge | None = None,
@@ -199,7 +195,6 @@ class AudioToImage:
             out.append("bridge: never initialised or trained (random weights)")
         return out
 
-    # ------------------------------------------------------------------ steps
 
     def params(self, **overrides) -> GenerationParams:
         known = {f for f in GenerationParams.__dataclass_fields__}
@@ -285,7 +280,6 @@ class AudioToImage:
             raise GenerationError("the pipeline produced an all-black image; refusing to return it as a result")
         return self.pipe.numpy_to_pil(img[None])[0]
 
-    # ------------------------------------------------------------------ public entry points
 
     def generate(self, audio, *, route: str | None = None, sampling_rate: int | None = None,
                  **params) -> GenerationResult:

@@ -3,6 +3,7 @@ many times slower than fp32, so train.py warns and the benchmarks skip it). Read
 """
 from __future__ import annotations
 
+import contextlib
 import platform
 
 import torch
@@ -15,14 +16,11 @@ BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
 def _cpuinfo_field(name: str) -> str | None:
     """The first value of ``name`` in /proc/cpuinfo (None where there is no such file or field)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if sep and key.strip() == name:
+                return value.strip()
     return None
 
 

@@ -3,6 +3,7 @@ or a full disk mid-write leaves the previous version of every fusemix artefact i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,13 +32,10 @@ def _fsync_dir(path: Path) -> None:
 
 def _umask() -> int:
     """The process umask, read without changing it where Linux allows (os.umask sets it)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
     mask = os.umask(0o022)  # pragma: no cover - non-Linux: set and restore
     os.umask(mask)
     return mask  # pragma: no cover
@@ -64,10 +62,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[str], None]) -> Pa
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path

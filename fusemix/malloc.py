@@ -1,9 +1,8 @@
 """Keep freed memory in the process instead of handing it back to the kernel (glibc only).
 
-Why: a decoding worker allocates and frees the same few multi-MB arrays for every clip; glibc's
-defaults give that memory back (trim, fresh ``mmap`` for large blocks), so every clip pays again
-in page faults (measured cost: docs/performance.md). Only processes fusemix owns call this (the
-workers ``LatentCache.build`` starts): a library should not change its importer's allocator.
+Why: a decoding worker allocates and frees the same multi-MB arrays for every clip, and glibc's
+defaults make each clip pay again in page faults (docs/performance.md). Only processes fusemix owns
+call this (``LatentCache.build``'s workers): a library should not change its importer's allocator.
 """
 from __future__ import annotations
 
@@ -35,9 +34,8 @@ def _glibc_mallopt():
 
 
 def keep_freed_memory() -> bool:
-    """Blocks up to 32 MiB from the heap, grown in 64 MiB steps and never trimmed: what the process
-    held at its peak stays held until it exits (for worker processes). False where the C library
-    is not glibc or refuses a setting."""
+    """Blocks up to 32 MiB from the heap, grown in 64 MiB steps and never trimmed (the peak stays held
+    until exit). False where the C library is not glibc or refuses a setting."""
     mallopt = _glibc_mallopt()
     if mallopt is None:
         return False

@@ -1,7 +1,6 @@
-"""FuseMix: mixup inside each latent space with one coefficient shared by both modalities.
+"""FuseMix: mixup inside each latent space with one ``lam ~ Beta(alpha, alpha)`` shared by both modalities.
 
-``x = lam * x_i + (1 - lam) * x_j`` and ``y = lam * y_i + (1 - lam) * y_j`` with the *same*
-``lam ~ Beta(alpha, alpha)``, so the mixed x and y stay a positive pair. Pure functions only.
+``x = lam * x_i + (1 - lam) * x_j`` and ``y = lam * y_i + (1 - lam) * y_j``: the mixed x and y stay a positive pair.
 """
 from __future__ import annotations
 

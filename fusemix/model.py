@@ -1,7 +1,7 @@
 """FusionModel: one adapter per modality into a shared space, saved as safetensors + JSON.
 
-Two-tower FuseMix is the two-modality case; with text as the anchor (train image-text, then an
-audio adapter against the frozen text adapter) audio -> image works without an audio-image pair.
+With text as the anchor (image-text first, then audio against the frozen text adapter), audio -> image
+works without an audio-image pair.
 """
 from __future__ import annotations
 

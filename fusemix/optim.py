@@ -24,8 +24,7 @@ def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, min_lr
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the official code's settings; the fused kernel (one pass over each tensor
-    instead of several) where this torch build has it for the parameters' device."""
+    """AdamW with the official code's settings; fused where this torch build has it for the parameters' device."""
     groups = param_groups(model, weight_decay)
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)

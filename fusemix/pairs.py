@@ -1,11 +1,8 @@
 """Pair sources: where (item, captions) pairs come from, before any encoder touches them.
 
-A source holds ``ids``, the ``captions`` of each item (several per item stay one group) and loads
-item ``i`` (a path or a loaded object) with ``item(i)``. Bad rows never stop a dataset: they are left
-out and recorded in ``source.skipped``. Kinds: :class:`ManifestSource` (CSV/JSONL), :func:`open_folder`
-(``audiofolder``/``imagefolder``, read here: ``datasets`` needs torchcodec even undecoded) and
-:class:`DatasetSource`. ``fingerprint()`` changes with any file, id or caption, so the latent cache
-never mixes datasets.
+A source holds ``ids``, each item's ``captions`` (one group per item) and loads item ``i`` with
+``item(i)``. Bad rows are left out and recorded in ``source.skipped``, never stopping a dataset.
+``fingerprint()`` changes with any file, id or caption, so the latent cache never mixes datasets.
 """
 from __future__ import annotations
 
@@ -42,8 +39,7 @@ class Skip:
 def _hash_lines(lines: Iterator[str]) -> str:
     h = hashlib.sha256()
     for line in lines:
-        h.update(line.encode("utf-8"))
-        h.update(b"\n")
+        h.update(line.encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
@@ -90,12 +86,9 @@ class PairSource:
                 "skipped": len(self.skipped), "modality": self.modality, "fingerprint": self.fingerprint()}
 
 
-# --------------------------------------------------------------------------- caption groups
 def _caption_values(value: Any) -> list[Any]:
     """A caption cell may hold one caption or a list of them (JSONL, HF Sequence columns)."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 class _Grouper:
@@ -139,7 +132,6 @@ class _Grouper:
         return ids, items, caps
 
 
-# --------------------------------------------------------------------------- manifests
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """Yield (line number, row or None, error) from a CSV or JSONL file."""
     suffix = path.suffix.lower()
@@ -253,8 +245,7 @@ class ManifestSource(PairSource):
 def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str] = "caption",
                 split: str | None = None, id_column: str | None = None,
                 content_hash: bool = False) -> ManifestSource:
-    """An ``audiofolder``/``imagefolder`` directory (optionally a split subfolder) with a
-    ``metadata.csv|jsonl``: ``file_name`` column, paths relative to it."""
+    """An ``audiofolder``/``imagefolder`` directory (or its ``split`` subfolder) with a ``metadata.csv|jsonl``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PairSourceError(f"{folder} is not a directory")
@@ -270,11 +261,9 @@ def open_folder(folder: str | os.PathLike, *, caption_column: str | Sequence[str
                           content_hash=content_hash)
 
 
-# --------------------------------------------------------------------------- datasets
 class DatasetSource(PairSource):
-    """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are
-    cast to ``Audio(decode=False)`` (``datasets`` decoding needs torchcodec): ``{"path", "bytes"}``
-    items that the audio loader decodes. Fingerprint: the dataset's own plus the chosen columns."""
+    """A ``datasets.Dataset``: one row per item, captions in one or more columns. Audio columns are cast
+    to ``Audio(decode=False)`` (decoding needs torchcodec) and decoded by the audio loader."""
 
     def __init__(self, dataset: Any, *, item_column: str, caption_column: str | Sequence[str] = "caption",
                  id_column: str | None = None) -> None:

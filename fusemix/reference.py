@@ -1,7 +1,6 @@
 """The zero-training reference scorer for caption -> images: a CLIP model, used as it ships.
 
-Before any FuseMix image-text adapter is trained, a pre-trained CLIP still ranks a gallery for a caption;
-the demo labels this route the *reference* and keeps it beside trained adapters so the two can be compared.
+The demo keeps this *reference* route beside trained adapters so the two can be compared.
 Images go through the PIL-based image processor (no torchvision); outputs are L2-normalised.
 """
 from __future__ import annotations
@@ -26,8 +25,7 @@ DEFAULT_REFERENCE_MODEL = "openai/clip-vit-base-patch32"
 
 
 class ReferenceScorer:
-    """A frozen CLIP model: captions and images -> unit vectors in CLIP's shared space; ``standin=True``
-    (said by the caller that loaded a random stand-in) labels it and its space."""
+    """A frozen CLIP model: captions and images -> unit vectors in CLIP's space; ``standin=True`` labels it."""
 
     def __init__(self, model, tokenizer, image_processor, model_id: str, *, batch_size: int = 16,
                  standin: bool = False):
@@ -67,7 +65,6 @@ class ReferenceScorer:
             self._fingerprint = f"reference-clip:{self.model_id}:{module_fingerprint(self.model)[:32]}"
         return self._fingerprint
 
-    # ------------------------------------------------------------------ embedding
 
     def embed_texts(self, captions: Sequence[str]) -> torch.Tensor:
         """Unit vectors ``[len(captions), dim]``; captions longer than CLIP's 77 tokens are cut (counted)."""
@@ -113,8 +110,7 @@ class ReferenceScorer:
         return (self.embed_images(images) @ self.embed_texts([caption])[0]).float()
 
     def space(self, name: str = "reference", *, standin: bool | None = None) -> EmbeddingSpace:
-        """This scorer as a :class:`fusemix.retrieval.EmbeddingSpace` (image + text embedders);
-        ``standin`` overrides the scorer's own label."""
+        """This scorer as an :class:`~fusemix.retrieval.EmbeddingSpace`; ``standin`` overrides its own label."""
         fp = self.fingerprint
         return EmbeddingSpace(name, [Embedder("image", self.embed_images, fp + ":image"),
                                      Embedder("text", self.embed_texts, fp + ":text")],

@@ -1,11 +1,8 @@
 """Embedding spaces for cross-modal search: frozen encoders + a FusionModel, or any other shared space.
 
-A query and a gallery are only comparable when both were embedded into one space. An
-:class:`EmbeddingSpace` is a named set of per-modality embedders sharing one: a FuseMix model with
-its encoders (:meth:`EmbeddingSpace.from_fusion`), a reference such as CLIP (``fusemix.reference``)
-or any callables. Build a :class:`fusemix.gallery.Gallery` with ``space.embedder(m)`` and query it
-with ``space.embed(query_modality, items)``. Each embedder's *fingerprint* (encoder description +
-adapter weights hash) keeps gallery caches of one model from being reused by another.
+An :class:`EmbeddingSpace` is a named set of per-modality embedders sharing one space (a FuseMix model,
+a reference such as CLIP, or any callables), so a query and a gallery are only compared within one.
+Each embedder's *fingerprint* (encoder description + adapter weights hash) keeps gallery caches apart.
 """
 
 from __future__ import annotations
@@ -54,9 +51,8 @@ class Embedder:
 
 
 class FusionEmbedder(Embedder):
-    """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent
-    width is an error; another model (a spec's ``KIND:`` aside) too, unless ``strict_encoder=False``
-    (e.g. the same model loaded from a local snapshot path instead of its hub id)."""
+    """Frozen encoder -> FusionModel adapter for one modality, under inference mode. Another latent width is an
+    error; another model too, unless ``strict_encoder=False`` (e.g. a local snapshot of the same hub id)."""
 
     def __init__(self, encoder, model: FusionModel, modality: str | None = None, *, strict_encoder: bool = True):
         modality = modality or encoder.modality

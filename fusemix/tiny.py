@@ -1,10 +1,8 @@
 """Tiny, randomly initialised stand-ins for the Hugging Face models fusemix uses.
 
-No pretrained weights can be downloaded where this project is tested, so tests and the demo's
-offline "tiny" profile build small random models, ``save_pretrained`` them and load them back with
-the same ``from_pretrained`` code as real checkpoints. Every saved directory holds a ``STANDIN.txt``
-marker (:func:`is_standin`) so callers can label it. Builds are deterministic under ``seed`` (the
-global RNG is forked, not disturbed) and atomic (built in a temporary sibling, then renamed).
+Tests and the demo's offline "tiny" profile build them, ``save_pretrained`` them and load them back
+with the real ``from_pretrained`` code. Each directory holds a ``STANDIN.txt`` marker (:func:`is_standin`).
+Builds are deterministic under ``seed`` (the global RNG is forked) and atomic (temporary sibling, renamed).
 """
 
 from __future__ import annotations
@@ -70,7 +68,6 @@ def _atomic_build(path: str | os.PathLike, kind: str, seed: int, build: Callable
     return path
 
 
-# --------------------------------------------------------------------------- tokenizers
 def _roberta_tokenizer(model_max_length: int):
     from transformers import RobertaTokenizer
 
@@ -108,7 +105,6 @@ def _bert_tokenizer(model_max_length: int = 512):
     return BertTokenizer(vocab=vocab, model_max_length=model_max_length)
 
 
-# --------------------------------------------------------------------------- builders
 def save_tiny_clap(path: str | os.PathLike, seed: int = 0) -> Path:
     """A tiny random ``ClapModel`` + ``ClapProcessor``: unfused, with ``laion/clap-htsat-unfused``'s
     feature extractor settings, so the audio path runs exactly as with the real checkpoint."""
@@ -208,8 +204,7 @@ def save_tiny_sentence_encoder(path: str | os.PathLike, seed: int = 0) -> Path:
 
 
 def save_tiny_clip(path: str | os.PathLike, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` with a PIL-based image processor (32x32 input): the stand-in for
-    the demo's reference scorer (:mod:`fusemix.reference`)."""
+    """A tiny random ``CLIPModel`` with a PIL image processor (32x32): the stand-in for :mod:`fusemix.reference`."""
 
     def build(tmp: Path) -> None:
         from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig
@@ -235,9 +230,8 @@ EXTRAS = ("clip",)  # built only when asked for, so the default suite stays what
 
 
 def build_tiny_suite(root: str | os.PathLike, seed: int = 0, extras: tuple[str, ...] = ()) -> dict[str, Path]:
-    """Build (or reuse) the tiny stand-ins under ``root`` (``clap``, ``sd``, ``image``, ``sentence``
-    and the ``EXTRAS`` named in ``extras``); returns ``{name: dir}``. A directory with the marker
-    (written last) is reused, an incomplete one rebuilt; concurrent builders keep the rename winner's."""
+    """Build (or reuse) the tiny stand-ins under ``root`` (plus the ``EXTRAS`` named in ``extras``); returns
+    ``{name: dir}``. A directory with the marker (written last) is reused, an incomplete one rebuilt."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(extras) - set(EXTRAS))

@@ -1,7 +1,6 @@
 """Frozen encoders behind one interface, loaded by kind: ``load_encoder(kind, model_id, **kw)``.
 
-Kinds: ``conventions.ENCODER_KINDS``; the two CLAP kinds of one checkpoint share a loaded model.
-Classes are imported lazily so ``import fusemix.encoders`` stays cheap.
+Kinds: ``conventions.ENCODER_KINDS``. Classes are imported lazily so ``import fusemix.encoders`` stays cheap.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The one interface every frozen encoder follows, and what all of them share.
 
-``prepare(item)`` (CPU, per item: decode, validate, features; runs in DataLoader workers, so the
-latent cache overlaps decoding with compute; a bad item raises :class:`EncoderInputError`),
-``collate(prepared)`` and ``forward(batch)`` (the frozen model -> float32 CPU ``[B, *output_shape]``);
-``encode(items)`` chains the three. Models are frozen, fp16 on CUDA and fp32 on CPU by default.
+``prepare(item)`` (CPU, per item, in DataLoader workers; a bad item raises :class:`EncoderInputError`),
+``collate(prepared)`` and ``forward(batch)`` (-> float32 CPU ``[B, *output_shape]``); ``encode(items)``
+chains the three. Models are frozen, fp16 on CUDA and fp32 on CPU by default.
 """
 
 from __future__ import annotations

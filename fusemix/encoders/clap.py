@@ -1,8 +1,6 @@
 """CLAP audio and text towers through transformers' ``ClapModel`` (LAION's weights, from safetensors).
 
-Both towers of a checkpoint share one loaded model; outputs are the projected, L2-normalised
-embeddings ``[B, projection_dim]``. Audio is decoded, resampled and cut into windows in ``prepare``,
-whose log-mel comes from :mod:`fusemix.encoders.clap_features` where it reproduces the extractor.
+Both towers of a checkpoint share one loaded model and return projected, L2-normalised embeddings.
 Clips longer than a window: ``long_clip="center"`` (default) embeds the central window, ``"mean"``
 the re-normalised mean of up to ``max_windows`` evenly spaced ones; fused checkpoints use their own
 global+local view, with numpy's RNG fixed so it is repeatable.

@@ -1,8 +1,7 @@
 """CLAP log-mel features for unfused checkpoints (``truncation="rand_trunc"``), from ``torch.stft``.
 
-Why: ``ClapFeatureExtractor`` runs one numpy ``rfft`` per frame in a Python loop, most of the
-extraction's CPU cost. This computes the same values (periodic-Hann STFT, Slaney mel, dB in float64)
-within float32 rounding; configurations it does not reproduce raise ``ValueError``.
+Why: ``ClapFeatureExtractor`` runs a Python loop of per-frame ``rfft``, most of the extraction's CPU cost.
+Same values within float32 rounding; configurations it does not reproduce raise ``ValueError``.
 """
 
 from __future__ import annotations

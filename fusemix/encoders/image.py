@@ -1,8 +1,7 @@
 """Image encoder: a vision transformer (built for DINOv2) via ``AutoModel`` + the PIL image processor.
 
 Any AutoModel whose ``last_hidden_state`` is ``[B, tokens, D]`` with a leading CLS token works.
-Pooling: ``"cls"`` (DINOv2's layer-normed CLS token, what its linear probes use) or ``"mean"`` over
-the patch tokens (CLS and register tokens excluded). The PIL backend means no torchvision.
+Pooling: ``"cls"`` (DINOv2's layer-normed CLS token) or ``"mean"`` over the patch tokens only.
 """
 
 from __future__ import annotations

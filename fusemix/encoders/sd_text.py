@@ -1,9 +1,7 @@
 """The text encoder of a Stable Diffusion checkpoint: the space a conditioning bridge maps into.
 
-Loads only ``text_encoder/`` and ``tokenizer/`` of a diffusers repo or directory (never the UNet
-or VAE). ``encode`` returns ``[B, seq_len, D]`` exactly as ``StableDiffusionPipeline.encode_prompt``
-feeds the UNet: padded to 77 tokens, truncated, the attention mask only when the config asks for
-one, the last layer (or layer ``-(clip_skip + 1)`` and the final layer norm, as diffusers does).
+Loads only ``text_encoder/`` and ``tokenizer/`` (never the UNet or VAE). ``encode`` returns
+``[B, seq_len, D]`` exactly as ``StableDiffusionPipeline.encode_prompt`` feeds the UNet.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Sentence encoder (BGE, E5, MiniLM, ...): ``AutoModel`` + ``AutoTokenizer``, pooled and L2-normalised.
 
-Pooling, unless given: a sentence-transformers ``1_Pooling/config.json`` next to the model, else
-the model id (``bge`` -> cls; ``e5``, ``minilm``, ``mpnet`` -> mean), else mean (logged as a guess).
-E5 models get E5's ``"query: "`` prefix by default. Captions are truncated at
-``sentence_bert_config.json``'s ``max_seq_length`` (else the tokenizer's limit) and counted.
+Pooling, unless given: the sentence-transformers ``1_Pooling/config.json``, else guessed from the model id
+(``bge`` -> cls, else mean). E5 models get ``"query: "`` by default; long captions are truncated and counted.
 """
 
 from __future__ import annotations
