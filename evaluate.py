@@ -129,18 +129,15 @@ def save_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
 
 
 def read_pairs(path: str | Path) -> list[tuple[str, str]]:
-    """(audio path, caption) rows of a CSV or JSONL manifest with ``file_name`` and ``caption`` columns."""
-    import csv
+    """(audio path, first caption) of each item of a manifest (CSV/JSONL with ``file_name`` and ``caption``),
+    read and checked by fusemix's own manifest reader."""
+    from fusemix.pairs import open_source
 
-    path = Path(path)
-    rows = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            if path.suffix == ".jsonl" else list(csv.DictReader(path.open(newline=""))))
-    pairs = []
-    for n, row in enumerate(rows, 1):
-        if not row.get("file_name") or not row.get("caption"):
-            raise ValueError(f"{path} row {n}: needs file_name and caption")
-        pairs.append((str((path.parent / row["file_name"]).resolve()), row["caption"]))
-    return pairs
+    src = open_source(path)
+    if not src.ids:
+        raise ValueError(f"{path} has no usable (audio, caption) rows: "
+                         + "; ".join(f"{s.item_id}: {s.reason}" for s in src.skipped[:5]))
+    return [(src.item(i), caps[0]) for i, caps in enumerate(src.captions)]
 
 
 STANDIN_NOTE = "tiny RANDOM stand-in models: the numbers show the evaluation runs, not image quality"

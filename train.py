@@ -336,7 +336,8 @@ def main(argv=None) -> dict:
     if acc.is_main_process and log_path.exists():
         plot_metrics(log_path, out / "metrics.png")
     acc.wait_for_everyone()
-    return {"step": step, "best_metric": state["best_metric"], "out": str(out)}
+    return {"step": step, "best_metric": state["best_metric"], "heldout_pairs": held.num_pairs if held is not None else 0,
+            "out": str(out)}
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import random
 import re
 import shutil
@@ -36,7 +35,8 @@ import torch
 
 import train
 from fusemix.caption_bank import load_captions
-from fusemix.conventions import AUDIO_EXTENSIONS, cache_root
+from fusemix.conventions import audio_files, cache_root
+from fusemix.hardware import describe as describe_hardware
 from fusemix.latents import save_latent_pairs
 from fusemix.pairs import PairSource
 
@@ -109,27 +109,6 @@ def make_job(clap_model: str, sd_model: str, captions: str | os.PathLike | None 
     return BridgeJob(str(clap_model), str(sd_model), caps, str(path), seed, list(train_args or []))
 
 
-def audio_files(paths) -> list[Path]:
-    """Audio files among ``paths`` (files, or folders searched recursively), sorted."""
-    found: list[Path] = []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} does not exist")
-        found += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS) if p.is_dir() else [p]
-    return found
-
-
-def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} cores, {gpu}"
-
-
 def model_card(job: BridgeJob, info: dict) -> str:
     mean = (f"mean CLAP audio latent of {info['audio_clips']} unlabelled clips (audio is centred on it)"
             if info["audio_clips"] else
@@ -150,7 +129,7 @@ def model_card(job: BridgeJob, info: dict) -> str:
 
 
 def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), latent_cache: str | None = None,
-                         num_workers: int = 0, progress: Progress | None = None, standin: bool = False) -> Path:
+                         progress: Progress | None = None, standin: bool = False) -> Path:
     """Train ``job`` and write the bridge to ``out`` (replaced atomically); returns ``out``."""
     from fusemix.bridge import ConditioningBridge
     from fusemix.encoders import load_encoder
@@ -182,9 +161,9 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
             report("audio mean", len(clips), len(clips))
         final = tmp / "bridge"
         info = {"steps": result["step"], "heldout_r1": result["best_metric"],
-                "heldout": max(1, round(len(job.captions) * 0.05)), "audio_clips": len(clips),
+                "heldout": result["heldout_pairs"], "audio_clips": len(clips),
                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.time() - t0,
-                "hardware": _hardware(), "train_args": settings, "standin": standin}
+                "hardware": describe_hardware(), "train_args": settings, "standin": standin}
         bridge.config.extra.update({"trained_from": "captions", "corpus_sha256": job.corpus_sha256,
                                     "captions": len(job.captions), "key": job.key, **{
                                         k: info[k] for k in ("steps", "heldout_r1", "audio_clips", "seconds")}})

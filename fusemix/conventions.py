@@ -96,6 +96,17 @@ def modality_of_path(path: str | os.PathLike) -> str | None:
     return next((m for m, exts in EXTENSIONS.items() if ext in exts), None)
 
 
+def audio_files(paths) -> list[Path]:
+    """The audio files among ``paths`` (files as given, folders searched recursively, sorted);
+    FileNotFoundError for a path that does not exist."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+        found += sorted(f for f in p.rglob("*") if modality_of_path(f) == "audio") if p.is_dir() else [p]
+    return found
+
+
 # --------------------------------------------------------------------------- device
 
 

@@ -2,6 +2,7 @@
 each clip's images with its own true caption (checked with a stand-in CLIP fitted to make it so)."""
 import json
 
+import pytest
 import torch
 
 import evaluate
@@ -43,3 +44,16 @@ def test_tiny_profile_runs_every_route_and_writes_table_and_grid(tmp_path, monke
     fitted = evaluate_routes(a2i, scorer, pairs, res["corpus"], seeds=(0,), guidance=15.0)
     assert fitted.mean(UPPER) > 0.9 and fitted.mean(FLOOR) < 0.3, fitted.table()
     assert fitted.normalised(UPPER) == 1.0 and fitted.normalised(FLOOR) == 0.0
+
+
+def test_pairs_come_from_a_manifest_and_a_useless_one_is_refused(tmp_path):
+    import shutil
+
+    for name in ("bell.wav", "rain.wav"):
+        shutil.copy(evaluate.EXAMPLES / name, tmp_path / name)
+    (tmp_path / "m.csv").write_text("file_name,caption\nbell.wav,a bell rings\nrain.wav,rain falls\n")
+    assert evaluate.read_pairs(tmp_path / "m.csv") == [(str(tmp_path / "bell.wav"), "a bell rings"),
+                                                      (str(tmp_path / "rain.wav"), "rain falls")]
+    (tmp_path / "bad.csv").write_text("file_name,caption\nnope.wav,x\n")
+    with pytest.raises(ValueError, match="no usable"):
+        evaluate.read_pairs(tmp_path / "bad.csv")

@@ -31,7 +31,8 @@ def test_one_command_trains_a_bridge_with_a_model_card(suite, tmp_path, monkeypa
     assert bridge.config.train_modality == "text" and bool(bridge.initialized)
     assert int(bridge.modality_counts[0]) == 6  # the audio mean of the six shipped example clips
     card = (out / "README.md").read_text()
-    for needle in ("| captions | 200 |", "corpus sha256", "held-out caption R@1", "6 unlabelled clips", "hardware"):
+    for needle in ("| captions | 200 |", "corpus sha256", "held-out caption R@1", "among 10 |", "6 unlabelled clips",
+                   "| hardware | CPU "):
         assert needle in card, needle
     assert bridge.config.extra["captions"] == 200
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bridge")]  # no temporary left behind

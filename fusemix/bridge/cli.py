@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from ..conventions import AUDIO_EXTENSIONS, kind_of, model_id_of, modality_of_path
+from ..conventions import AUDIO_EXTENSIONS, audio_files, kind_of, model_id_of
 from .compat import BridgeConfigError
 from .model import ConditioningBridge
 
@@ -39,14 +38,10 @@ def set_audio_mean_main(argv=None) -> int:
     else:
         from ..encoders import load_encoder
 
-        files = []
-        for item in map(Path, args.audio):
-            if not item.exists():
-                raise BridgeConfigError(f"{item} does not exist")
-            if item.is_dir():
-                files += sorted(f for f in item.rglob("*") if modality_of_path(f) == "audio")
-            else:
-                files.append(item)
+        try:
+            files = audio_files(args.audio)
+        except FileNotFoundError as e:
+            raise BridgeConfigError(str(e)) from None
         if not files:
             raise BridgeConfigError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) found in {args.audio}")
         encoder = load_encoder("clap-audio", bridge.config.clap_model, device=args.device)
