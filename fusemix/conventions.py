@@ -97,8 +97,7 @@ def modality_of_path(path: str | os.PathLike) -> str | None:
 
 
 def audio_files(paths) -> list[Path]:
-    """The audio files among ``paths`` (files as given, folders searched recursively, sorted);
-    FileNotFoundError for a path that does not exist."""
+    """Audio files among ``paths`` (folders searched recursively, sorted); FileNotFoundError for a missing one."""
     found: list[Path] = []
     for p in map(Path, paths):
         if not p.exists():

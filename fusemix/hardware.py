@@ -8,8 +8,6 @@ import platform
 
 import torch
 
-from .conventions import pick_device
-
 __all__ = ["cpu_name", "cpu_flags", "cpu_cores", "bf16_is_native", "describe"]
 
 # /proc/cpuinfo flags of the x86 units that multiply bf16 in hardware (AMX tiles, AVX-512 dot products).
@@ -58,7 +56,7 @@ def bf16_is_native(device: str | torch.device = "cpu") -> bool:
 
 def describe(device: str | torch.device | None = None) -> str:
     """One line naming the CPU, its cores and torch capability, the GPU if any, and bf16 support."""
-    device = pick_device(device)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     parts = [f"CPU {cpu_name()}", f"{cpu_cores()} cores", f"torch {torch.__version__}",
              f"capability {torch.backends.cpu.get_cpu_capability()}", f"{torch.get_num_threads()} threads"]
     if torch.cuda.is_available():
