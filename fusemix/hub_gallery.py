@@ -150,7 +150,8 @@ def probe(dataset: str, timeout: float = 5.0) -> None:
     try:
         HfApi().dataset_info(dataset, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - unreachable, missing, gated: each a plain reason
-        raise HubGalleryError(f"cannot read the hub dataset {dataset} ({type(exc).__name__}: {str(exc)[:160]})") from None
+        raise HubGalleryError(f"cannot read the hub dataset {dataset} ({type(exc).__name__}: "
+                              f"{str(exc)[:160]})") from None
 
 
 def _rows(spec: HubGallerySpec):
@@ -424,8 +425,8 @@ class BackgroundGallery:
         s = self.spec
         src = DEFAULT_SOURCE if s.is_default else f"`{s.dataset}`"
         lic = (f"each photo's licence from column `{s.licence_column}`" if s.licence_column else f"all {s.licence}")
-        lines = [f"\n## {self.name}", f"Up to {s.size} photographs (the first rows of split `{s.split}`) of {src}; {lic}"
-                 + (f", its author from `{s.credit_column}`" if s.credit_column else "") + "."]
+        lines = [f"\n## {self.name}", f"Up to {s.size} photographs (the first rows of split `{s.split}`) of {src}; "
+                 + lic + (f", its author from `{s.credit_column}`" if s.credit_column else "") + "."]
         photos = self.photos or read_manifest(s)
         if photos is not None:
             lines += ["", "| licence | photos |", "|---|---|"]
