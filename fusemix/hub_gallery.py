@@ -1,6 +1,6 @@
 """A larger image gallery from a Hugging Face hub dataset of openly licensed photographs.
 
-The dataset's first ``size`` rows are streamed (nothing else is downloaded), written once as small JPEGs
+The dataset's first ``size`` rows are streamed (only what they need is fetched), written once as small JPEGs
 with a manifest (licence, author, caption per photo) under fusemix's cache root, then embedded and searched
 as a folder gallery (``Gallery.from_folder``, whose embeddings are cached per embedding model).
 :class:`BackgroundGallery` does both in a thread and says meanwhile what it is doing ("embedding N/M images").
@@ -90,8 +90,13 @@ class HubGallerySpec:
         return self.dataset == DEFAULT_DATASET
 
     def key(self) -> dict:
-        """What decides the stored photos (a change means new ones)."""
-        return asdict(self) | {"dataset": str(self.local.resolve()) if self.local else self.dataset}
+        """What decides the stored photos (a change means new ones): the settings, and a local dataset's
+        place and newest file time (editing it means storing it again)."""
+        local = self.local
+        if local is None:
+            return asdict(self)
+        newest = max((p.stat().st_mtime_ns for p in [local, *local.rglob("*")] if p.is_file()), default=0)
+        return asdict(self) | {"dataset": str(local.resolve()), "modified": newest}
 
     def folder(self) -> Path:
         """Where its photos and manifest live: ``cache_root("hub-galleries", ...)``."""

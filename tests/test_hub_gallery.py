@@ -94,6 +94,12 @@ def test_builds_in_the_background_with_progress_then_reads_its_cache(photos, cac
     cached = again.request(emb2)
     assert emb2.calls == 0 and cached.report.reused == 20 and cached.report.embedded == 0
     assert cached.keys == gallery.keys
+    before = spec.folder()
+    (photos / "data" / "extra.txt").write_text("an edited local dataset is stored again")
+    try:
+        assert spec.folder() != before
+    finally:
+        (photos / "data" / "extra.txt").unlink()
 
 
 def test_materialise_reports_download_progress_and_skips_unreadable_rows(tmp_path):
@@ -189,6 +195,9 @@ def test_searchable_through_the_tiny_app(photos, tmp_path):
         models = demo.fusemix.models
         name = f"Photos: {photos.name}"
         assert models.gallery_names() == [name, DEFAULT]  # offered first: the dropdown's default
+        shown = [c["props"] for c in demo.config["components"] if c["type"] in ("markdown", "dropdown")]
+        assert any(f"{name} is waiting to start" in str(p.get("value")) for p in shown)  # the progress line
+        assert any(p.get("label") == "Gallery" and p.get("value") == name for p in shown)
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         # the first search starts the build and is answered from the shipped photos, saying so
         items, info = client.predict("a plain red square", name, "fusemix", 3, api_name="/caption_to_images")
