@@ -514,7 +514,11 @@ class DemoModels:
             raise DemoInputError(f"Unknown gallery {name!r}; choose one of {self.gallery_names()}.")
         emb = space.embedder("image")
         if self.hub is not None and name == self.hub.name:
-            return self.hub.request(emb) or self.hub.stand_in(self.image_gallery(scorer, DEFAULT_GALLERY, space))
+            got = self.hub.request(emb)  # None until ready (then queued): the default photos stand in, labelled
+            if got is None:
+                default = self.image_gallery(scorer, DEFAULT_GALLERY, space)
+                got = self.hub.request(emb) or self.hub.stand_in(default)  # it may be ready by now
+            return got
 
         def build():
             if name == DEFAULT_GALLERY:

@@ -9,6 +9,7 @@ A local dataset (a folder of parquet files, or one written by ``save_to_disk``) 
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import logging
@@ -207,6 +208,11 @@ def _image_bytes(value: Any) -> bytes:
     raise ValueError(f"no image in this row ({type(value).__name__})")
 
 
+def _cell(text: str) -> str:
+    """Dataset text as one Markdown table cell: no HTML, no column breaks."""
+    return html.escape(str(text)).replace("|", "\\|")
+
+
 def _text(value: Any, limit: int = 200) -> str:
     return " ".join(str(value).split())[:limit] if value is not None else ""
 
@@ -374,7 +380,7 @@ class BackgroundGallery:
 
     def stand_in(self, gallery: Gallery) -> StandIn:
         """``gallery`` (the shipped photos) labelled as standing in for this one, with what it is doing."""
-        return StandIn(gallery, f"the default photos, standing in for {self.name} ({self.progress()})")
+        return StandIn(gallery, f"the default photos, standing in while {self.name} is {self.progress()}")
 
     def _set(self, stage: str, done: int = 0, total: int | None = None) -> None:
         with self._lock:
@@ -429,11 +435,13 @@ class BackgroundGallery:
         """Markdown for an About page: the source, its licence, and the licences of the stored photos."""
         s = self.spec
         src = DEFAULT_SOURCE if s.is_default else f"`{s.dataset}`"
-        lic = (f"each photo's licence from column `{s.licence_column}`" if s.licence_column else f"all {s.licence}")
+        lic = (f"each photo's licence from column `{s.licence_column}`" if s.licence_column
+               else f"every photo under {_cell(s.licence)}")
         lines = [f"\n## {self.name}", f"Up to {s.size} photographs (the first rows of split `{s.split}`) of {src}; "
                  + lic + (f", its author from `{s.credit_column}`" if s.credit_column else "") + "."]
         photos = self.photos or read_manifest(s)
+        lines.append("Each photo's licence (and author, where given) is shown with it in the search results.")
         if photos is not None:
             lines += ["", "| licence | photos |", "|---|---|"]
-            lines += [f"| {k} | {v} |" for k, v in photos.licence_counts().most_common()]
+            lines += [f"| {_cell(k)} | {v} |" for k, v in photos.licence_counts().most_common()]
         return "\n".join(lines)

@@ -72,7 +72,7 @@ def test_builds_in_the_background_with_progress_then_reads_its_cache(photos, cac
     assert [s for s, _, _ in seen] == [f"Photos: {photos.name} is embedding {n}/20 images; searches use the "
                                        "default photos until it is ready." for n in (0, 16)]
     assert all(got is None for _, got, _ in seen)  # not ready while embedding: searches get the stand-in
-    assert f"standing in for Photos: {photos.name} (embedding 16/20 images)" in seen[1][2]
+    assert f"standing in while Photos: {photos.name} is embedding 16/20 images" in seen[1][2]
     gallery = hub.request(emb)
     assert hub.status() == f"Photos: {photos.name}: 20 photos, ready." and len(gallery) == 20
     best = gallery.search(torch.tensor([255.0, 1.0, 1.0]), 1)[0].item
@@ -186,12 +186,15 @@ def _labels(items):
     return [it["caption"].split(". ", 1)[1].rsplit(" ·", 1)[0] for it in items]
 
 
-def test_searchable_through_the_tiny_app(photos, tmp_path):
+def test_searchable_through_the_tiny_app(photos, tmp_path, monkeypatch):
     from gradio_client import Client
 
+    import fusemix.hub_gallery as hub_gallery
     from demo.app import _about
 
-    with tiny_demo(tmp_path, hub_gallery=str(photos), live_bridge=False) as (demo, url, _):
+    gate, store = threading.Event(), hub_gallery.materialise  # the download waits for the gate: a slow network
+    monkeypatch.setattr(hub_gallery, "materialise", lambda *a, **k: gate.wait(60) and store(*a, **k))
+    with tiny_demo(tmp_path, hub_gallery=str(photos), hub_gallery_size=25, live_bridge=False) as (demo, url, _):
         models = demo.fusemix.models
         name = f"Photos: {photos.name}"
         assert models.gallery_names() == [name, DEFAULT]  # offered first: the dropdown's default
@@ -201,8 +204,9 @@ def test_searchable_through_the_tiny_app(photos, tmp_path):
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
         # the first search starts the build and is answered from the shipped photos, saying so
         items, info = client.predict("a plain red square", name, "fusemix", 3, api_name="/caption_to_images")
-        assert f"the default photos, standing in for {name}" in info and len(items) == 3
-        assert not any("plain" in lab for lab in _labels(items))
+        assert f"the default photos, standing in while {name} is downloading 0/25 images" in info
+        assert len(items) == 3 and not any("plain" in lab for lab in _labels(items))
+        gate.set()
         assert models.hub.wait(120) and models.hub.error is None
         for scorer in ("fusemix", "reference"):  # another embedding model: queued, then embedded the same way
             items, info = client.predict("a plain red square", name, scorer, 4, api_name="/caption_to_images")
