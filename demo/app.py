@@ -384,11 +384,10 @@ def _examples(kind: str) -> list[list[str]]:
 
 
 def _gallery_picker(models: DemoModels):
-    """The gallery dropdown (the hub photos first when offered), with the hub gallery's progress under it."""
-    names = models.gallery_names()
+    """The gallery dropdown (the hub photos first when offered) under the hub gallery's progress line."""
     if models.hub is not None:
         gr.Markdown(models.hub.status, every=3.0, elem_classes=["route-note"])
-    return gr.Dropdown(names, value=names[0], label="Gallery")
+    return gr.Dropdown(models.gallery_names(), value=models.gallery_names()[0], label="Gallery")
 
 
 def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
@@ -462,11 +461,9 @@ def _about(models: DemoModels) -> str:
     lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
               (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
     lines += [] if models.adapters else [T["no_adapters"]]
-    lines += [f"- note: {html.escape(p)}" for p in models.adapter_problems]
-    lines += [f"- note: {html.escape(models.hub_error)}"] if models.hub_error else []
-    lines += [T["about_limits"].format(**vars(models.settings.limits)), licence_table()]
-    lines += [models.hub.describe()] if models.hub else []
-    lines += ["", T["about_sounds"]]
+    lines += [f"- note: {html.escape(p)}" for p in [*models.adapter_problems, models.hub_error] if p]
+    lines += [T["about_limits"].format(**vars(models.settings.limits)), licence_table(),
+              models.hub.describe() if models.hub else "", "", T["about_sounds"]]
     return "\n".join(lines)
 
 

@@ -100,9 +100,8 @@ class Settings:
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
     live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (train_bridge.LiveBridge)
-    # a hub dataset of openly licensed photos, or a local one; "none": off; None: fusemix.hub_gallery's defaults
-    hub_gallery: str = DEFAULT_DATASET
-    hub_gallery_split: str | None = None
+    hub_gallery: str = DEFAULT_DATASET  # hub (or local) dataset of openly licensed photos; "none": off
+    hub_gallery_split: str | None = None  # None here and below: fusemix.hub_gallery's defaults
     hub_gallery_image_column: str | None = None
     hub_gallery_licence_column: str | None = None  # "none": every photo under hub_gallery_licence
     hub_gallery_licence: str | None = None
@@ -508,17 +507,13 @@ class DemoModels:
             [f"Folder: {p.name or p}"] if self.settings.gallery else [])
 
     def image_gallery(self, scorer: str, name: str, space):
-        """The named image gallery embedded in ``space`` (embedded on first use, cached on disk); the hub one
-        until ready: the default photos, labelled as standing in (``.note``), while it is built in the background."""
+        """The named image gallery embedded in ``space`` (embedded on first use, cached on disk); while the hub
+        one is built in the background, the default photos stand in for it, labelled (``.note``)."""
         if name not in self.gallery_names():
             raise DemoInputError(f"Unknown gallery {name!r}; choose one of {self.gallery_names()}.")
         emb = space.embedder("image")
         if self.hub is not None and name == self.hub.name:
-            got = self.hub.request(emb)  # None until ready (then queued): the default photos stand in, labelled
-            if got is None:
-                default = self.image_gallery(scorer, DEFAULT_GALLERY, space)
-                got = self.hub.request(emb) or self.hub.stand_in(default)  # it may be ready by now
-            return got
+            return self.hub.gallery_for(emb, lambda: self.image_gallery(scorer, DEFAULT_GALLERY, space))
 
         def build():
             if name == DEFAULT_GALLERY:

@@ -351,6 +351,15 @@ class BackgroundGallery:
             self.start()
         return got
 
+    def gallery_for(self, embed_fn, fallback: Callable[[], Gallery]) -> Gallery | StandIn:
+        """The gallery embedded by ``embed_fn`` when ready; until then ``fallback()`` labelled as standing in
+        (and it is queued). Asked again after ``fallback()``: it may be ready by then."""
+        got = self.request(embed_fn)
+        if got is None:
+            default = fallback()
+            got = self.request(embed_fn) or self.stand_in(default)
+        return got
+
     def ready(self, fingerprint: str) -> bool:
         return fingerprint in self._galleries
 
