@@ -193,12 +193,21 @@ def _rows(spec: HubGallerySpec):
     return ds
 
 
-def _image_bytes(value: Any) -> bytes:
+def _image_bytes(value: Any, local: Path | None) -> bytes:
+    """A row's image as bytes: embedded, a file of the hub repo (``hf://``) or a file inside the local dataset
+    (a path a row names elsewhere on this machine is never read)."""
     if isinstance(value, dict):
         if value.get("bytes"):
             return bytes(value["bytes"])
-        if value.get("path"):
-            return Path(value["path"]).read_bytes()
+        path = str(value.get("path") or "")
+        if path.startswith("hf://"):
+            from huggingface_hub import HfFileSystem
+
+            with HfFileSystem().open(path, "rb") as f:
+                return f.read()
+        if path and local is not None and Path(path).resolve().is_relative_to(local.resolve()):
+            return Path(path).read_bytes()
+        raise ValueError(f"the image file {path!r} is not part of the dataset")
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
     if hasattr(value, "save"):  # an already decoded PIL image
@@ -238,7 +247,7 @@ def materialise(spec: HubGallerySpec, *, probe_timeout: float = 5.0,
             raise HubGalleryError(f"{spec.dataset} has no column {spec.image_column!r} (its columns: "
                                   f"{', '.join(list(row)[:20])})")
         try:
-            img = open_image(_image_bytes(row[spec.image_column]))
+            img = open_image(_image_bytes(row[spec.image_column], spec.local))
             img.thumbnail((spec.max_side, spec.max_side))
             name = f"{i:05d}.jpg"
             img.save(root / name, format="JPEG", quality=90)  # the manifest, written last, vouches for the set
@@ -267,9 +276,9 @@ def materialise(spec: HubGallerySpec, *, probe_timeout: float = 5.0,
 
 def open_hub_gallery(options: Any, prefix: str = "hub_gallery", *, network: bool = True
                      ) -> tuple["BackgroundGallery | None", str | None]:
-    """(gallery, None) from ``options`` (see :meth:`HubGallerySpec.from_options`; ``<prefix>_probe_timeout`` or
-    ``probe_timeout`` too), or (None, why not): off ("none"), unusable settings, or a hub id without the
-    network (``network=False``, HF_HUB_OFFLINE) - nothing is fetched here, the thread probes once later."""
+    """(gallery, None) from ``options`` (see :meth:`HubGallerySpec.from_options`, and its ``probe_timeout``), or
+    (None, why not; None when silent): off ("none"), unusable settings (said), or a hub id without the network
+    (``network=False`` or HF_HUB_OFFLINE: silent). Nothing is fetched here; the thread probes once, later."""
     if str(getattr(options, prefix) or "none").strip().lower() == "none":
         return None, None
     try:
@@ -280,7 +289,6 @@ def open_hub_gallery(options: Any, prefix: str = "hub_gallery", *, network: bool
     if spec.local is None and (not network or _offline()):
         return None, None  # offline: the shipped photos stay the default, silently
     return BackgroundGallery(spec, probe_timeout=float(getattr(options, "probe_timeout", 5.0))), None
-
 
 
 class _Counting:

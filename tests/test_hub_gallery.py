@@ -30,7 +30,7 @@ def _write_dataset(folder: Path, n: int, **columns) -> Path:
             "unickname": [f"author{i}" for i in range(n)], **columns}
     features = datasets.Features({k: datasets.Image() if k == "jpg" else datasets.Value("string") for k in rows})
     (folder / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / "data" / "train-00000.parquet"))
     return folder
 
 
@@ -119,6 +119,19 @@ def test_materialise_reports_download_progress_and_skips_unreadable_rows(tmp_pat
 
     sizes = [Image.open(stored.root / f).size for f in stored.files]
     assert sizes[0] == (24, 20) and [w for w, _ in sizes[1:]] == [25, 25]  # rows 2, 3 (26, 27 px) shrunk to 25
+
+
+def test_a_row_naming_a_file_outside_the_dataset_is_not_read(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "private.png")
+    inside = tmp_path / "ds" / "inside.png"
+    inside.parent.mkdir()
+    Image.new("RGB", (8, 8), "blue").save(inside)  # a file of the dataset itself is read
+    folder = _write_dataset(tmp_path / "ds", 2, jpg=[{"path": str(tmp_path / "private.png"), "bytes": None},
+                                                     {"path": str(inside), "bytes": None}])
+    stored = materialise(HubGallerySpec(dataset=str(folder)))
+    assert stored.skipped == 1 and [m["source"] for m in stored.meta.values()] == [f"{folder} row 1"]
 
 
 @pytest.mark.parametrize("change, message", [
