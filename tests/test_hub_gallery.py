@@ -64,7 +64,7 @@ def test_builds_in_the_background_with_progress_then_reads_its_cache(photos, cac
     spec = HubGallerySpec(dataset=str(photos), size=20)
     hub = BackgroundGallery(spec)
     seen = []
-    emb = MeanColour(on_call=lambda: seen.append((hub.status(), hub.request(emb), hub.stand_in(object()).note)))
+    emb = MeanColour(on_call=lambda: seen.append((hub.status(), hub.request(emb), hub.gallery_for(emb, object).note)))
     assert "waiting to start" in hub.status()
     assert hub.request(emb) is None  # queued; the thread starts
     assert hub.wait(60)
@@ -114,10 +114,10 @@ def test_materialise_reports_download_progress_and_skips_unreadable_rows(tmp_pat
     steps = []
     stored = materialise(HubGallerySpec(dataset=str(broken), size=10, max_side=25),
                          progress=lambda n, m: steps.append((n, m)))
-    assert steps == [(1, 10), (2, 10), (3, 10)] and stored.skipped == 1 and len(stored.files) == 3
+    assert steps == [(1, 10), (2, 10), (3, 10)] and stored.skipped == 1 and len(stored.meta) == 3
     from PIL import Image
 
-    sizes = [Image.open(stored.root / f).size for f in stored.files]
+    sizes = [Image.open(stored.root / f).size for f in stored.meta]
     assert sizes[0] == (24, 20) and [w for w, _ in sizes[1:]] == [25, 25]  # rows 2, 3 (26, 27 px) shrunk to 25
 
 
@@ -144,7 +144,7 @@ def test_bad_columns_are_clear_errors(photos, change, message):
     hub = BackgroundGallery(HubGallerySpec(dataset=str(photos), **change))
     assert hub.request(MeanColour()) is None and hub.wait(60)
     assert message in hub.error and hub.status().endswith("Searches use the default photos.")
-    assert hub.request(MeanColour()) is None and "unavailable" in hub.stand_in(object()).note
+    assert hub.request(MeanColour()) is None and "unavailable" in hub.gallery_for(MeanColour(), object).note
 
 
 def test_not_a_dataset(tmp_path):
@@ -152,7 +152,7 @@ def test_not_a_dataset(tmp_path):
     (tmp_path / "notes" / "readme.txt").write_text("no photos here")
     hub = BackgroundGallery(HubGallerySpec(dataset=str(tmp_path / "notes")))
     hub.start()
-    assert hub.wait(60) and "has no column 'jpg' (its columns: text" in hub.error
+    assert hub.wait(60) and "declares no columns" in hub.error
     with pytest.raises(HubGalleryError, match="neither a local dataset folder nor a hub dataset id"):
         materialise(HubGallerySpec(dataset=str(tmp_path / "missing folder")))
     with pytest.raises(HubGalleryError, match="not stored here and HF_HUB_OFFLINE is set"):  # conftest: offline
