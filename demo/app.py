@@ -38,7 +38,7 @@ import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
-from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
+from demo.models import PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
 from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
 from fusemix.audio import AudioError, InvalidSamplesError, SilentAudioError, UndecodableAudioError  # noqa: E402
 from fusemix.audio import load_audio, probe_audio  # noqa: E402
@@ -323,7 +323,7 @@ class Demo:
 
     @staticmethod
     def _gallery_text(name: str, gallery) -> str:
-        text = f"{html.escape(name)} ({len(gallery)} images"
+        text = f"{html.escape(getattr(gallery, 'note', None) or name)} ({len(gallery)} images"  # a stand-in says so
         counts = {r: n for r, n in gallery.report.skipped_counts.items() if r != "not_media"}  # other files: fine
         if counts:
             reasons = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in counts.items())
@@ -383,6 +383,13 @@ def _examples(kind: str) -> list[list[str]]:
     return [[str(root / f)] for f in T["image_example_files"] if (root / f).is_file()]
 
 
+def _gallery_picker(models: DemoModels):
+    """The gallery dropdown (the hub photos first when offered) under the hub gallery's progress line."""
+    if models.hub is not None:
+        gr.Markdown(models.hub.status, every=3.0, elem_classes=["route-note"])
+    return gr.Dropdown(models.gallery_names(), value=models.gallery_names()[0], label="Gallery")
+
+
 def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
                 results, examples: str, k: int = 6) -> None:
     """One search tab: ``inputs`` orders the query, the choice of scorer / route, the gallery and top-k as
@@ -393,7 +400,7 @@ def _search_tab(models: DemoModels, name: str, handler, available: bool, query, 
             with gr.Column(scale=1):
                 make = {"query": lambda: query(elem_id=f"{tab['id']}-query"),
                         "choice": lambda: gr.Radio(choices, value=choices[0][1], label=tab["radio"]),
-                        "gallery": lambda: gr.Dropdown(models.gallery_names(), value=DEFAULT_GALLERY, label="Gallery"),
+                        "gallery": lambda: _gallery_picker(models),
                         "k": lambda: gr.Slider(1, lim.max_top_k, value=min(k, lim.max_top_k), step=1, label="Top-k")}
                 parts = [make[n]() for n in inputs]
                 run = gr.Button(tab["button"], variant="primary", elem_id=f"{tab['id']}-run")
@@ -454,8 +461,9 @@ def _about(models: DemoModels) -> str:
     lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
               (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
     lines += [] if models.adapters else [T["no_adapters"]]
-    lines += [f"- note: {html.escape(p)}" for p in models.adapter_problems]
-    lines += [T["about_limits"].format(**vars(models.settings.limits)), licence_table(), "", T["about_sounds"]]
+    lines += [f"- note: {html.escape(p)}" for p in [*models.adapter_problems, models.hub_error] if p]
+    lines += [T["about_limits"].format(**vars(models.settings.limits)), licence_table(),
+              models.hub.describe() if models.hub else "", "", T["about_sounds"]]
     return "\n".join(lines)
 
 
@@ -539,6 +547,7 @@ def main(argv: list[str] | None = None) -> None:
               "stand-ins (use --strict to exit instead).", file=sys.stderr, flush=True)
     demo = build_demo(settings=settings, resolution=resolution)
     threading.Thread(target=demo.fusemix.models.start_live_bridge, daemon=True).start()
+    demo.fusemix.models.start_hub_gallery()  # its own thread: stores and embeds the hub photos
     import fusemix
 
     print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}", flush=True)

@@ -28,6 +28,7 @@ from fusemix.default_gallery import build_default_gallery, default_captions
 from fusemix.encoders import load_encoder
 from fusemix.gallery import Gallery, default_cache_dir
 from fusemix.generation import AudioToImage
+from fusemix.hub_gallery import DEFAULT_DATASET, open_hub_gallery
 from fusemix.io import atomic_write_text
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
 from fusemix.reference import ReferenceScorer
@@ -99,6 +100,14 @@ class Settings:
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
     live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (train_bridge.LiveBridge)
+    hub_gallery: str = DEFAULT_DATASET  # hub (or local) dataset of openly licensed photos; "none": off
+    hub_gallery_split: str | None = None  # None here and below: fusemix.hub_gallery's defaults
+    hub_gallery_image_column: str | None = None
+    hub_gallery_licence_column: str | None = None  # "none": every photo under hub_gallery_licence
+    hub_gallery_licence: str | None = None
+    hub_gallery_caption_column: str | None = None
+    hub_gallery_credit_column: str | None = None
+    hub_gallery_size: int | None = None
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -107,7 +116,8 @@ class Settings:
         overrides that are not None win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {"limits": Limits()}
-        kinds = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float}
+        kinds = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float,
+                 "hub_gallery_size": int}
         for f in fields(cls):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var) and f.name != "limits":
@@ -280,6 +290,8 @@ class DemoModels:
         self.adapter_problems: list[str] = []
         self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
         self.adapters: list[AdapterEntry] = self._find_adapters()
+        # the tiny profile never touches the network: a local dataset only
+        self.hub, self.hub_error = open_hub_gallery(settings, network=not self.standin)
         self._values: dict[tuple, Any] = {}
         self._locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -482,16 +494,26 @@ class DemoModels:
         return EmbeddingSpace.from_fusion(model, encoders, name="FuseMix adapters", strict_encoder=False,
                                           standin=self.standin)
 
+    def start_hub_gallery(self) -> None:
+        """Store the hub gallery and embed it for the default scorer, in the background (no-op without one)."""
+        if self.hub is not None:
+            scorer = "fusemix" if self.has_fusion("text", "image") else "reference"
+            self.hub.start(lambda: self.space(scorer, "text", "image").embedder("image"))
+
     def gallery_names(self) -> list[str]:
-        """The default gallery, and the folder given with ``--gallery`` (by its name)."""
+        """The hub photo gallery (when offered), the default photos, and the ``--gallery`` folder (by its name)."""
         p = Path(self.settings.gallery or "").resolve()
-        return [DEFAULT_GALLERY] + ([f"Folder: {p.name or p}"] if self.settings.gallery else [])
+        return ([self.hub.name] if self.hub else []) + [DEFAULT_GALLERY] + (
+            [f"Folder: {p.name or p}"] if self.settings.gallery else [])
 
     def image_gallery(self, scorer: str, name: str, space):
-        """The named image gallery embedded in ``space`` (embedded on first use, cached on disk)."""
+        """The named image gallery embedded in ``space`` (embedded on first use, cached on disk); while the hub
+        one is built in the background, the default photos stand in for it, labelled (``.note``)."""
         if name not in self.gallery_names():
             raise DemoInputError(f"Unknown gallery {name!r}; choose one of {self.gallery_names()}.")
         emb = space.embedder("image")
+        if self.hub is not None and name == self.hub.name:
+            return self.hub.gallery_for(emb, lambda: self.image_gallery(scorer, DEFAULT_GALLERY, space))
 
         def build():
             if name == DEFAULT_GALLERY:
