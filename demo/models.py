@@ -23,7 +23,8 @@ from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
 from fusemix.bridge import ConditioningBridge
 from fusemix.caption_bank import CaptionBank, load_captions
 from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
-from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
+from demo import zerogpu
+from fusemix.conventions import SpecError, cache_root, parse_spec
 from fusemix.default_gallery import build_default_gallery, default_captions
 from fusemix.encoders import load_encoder
 from fusemix.gallery import Gallery, default_cache_dir
@@ -93,11 +94,12 @@ class Settings:
     sd_model: str = DEFAULT_IDS["sd"]
     reference_model: str = DEFAULT_IDS["reference"]
     vae: str = "auto"  # auto: TAESD on CPU, the checkpoint's own VAE on GPU; full; or an AutoencoderTiny id
-    device: str | None = None  # None: CUDA when available, else CPU
+    device: str | None = None  # None: CUDA on ZeroGPU or when available, else CPU (demo.zerogpu.device)
     tiny_root: str | None = None  # where stand-ins are built; None: under the fusemix cache root
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
+    mcp: bool = False  # serve the handlers as MCP tools too (launch(mcp_server=True); needs gradio[mcp])
     live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (train_bridge.LiveBridge)
     limits: Limits = field(default_factory=Limits)
 
@@ -107,7 +109,7 @@ class Settings:
         overrides that are not None win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {"limits": Limits()}
-        kinds = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float}
+        kinds = dict.fromkeys(("strict", "live_bridge", "mcp"), _env_bool) | {"port": int, "probe_timeout": float}
         for f in fields(cls):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var) and f.name != "limits":
@@ -129,7 +131,7 @@ class Settings:
     def vae_id(self) -> str | None:
         """The AutoencoderTiny to decode with, or None for the SD checkpoint's own VAE."""
         if self.vae == "auto":
-            return None if pick_device(self.device).type == "cuda" else DEFAULT_CPU_VAE
+            return None if zerogpu.device(self.device).type == "cuda" else DEFAULT_CPU_VAE
         return None if self.vae == "full" else self.vae
 
     def real_ids(self) -> dict[str, str]:
@@ -275,7 +277,7 @@ class DemoModels:
         self.settings = settings
         self.resolution = resolution
         self.standin = resolution.standin
-        self.device = pick_device(settings.device)
+        self.device = zerogpu.device(settings.device)
         self.tiny_root = Path(settings.tiny_root or cache_root(f"demo-tiny-v{TINY_LAYOUT_VERSION}"))
         self.adapter_problems: list[str] = []
         self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
@@ -296,6 +298,13 @@ class DemoModels:
     def loaded(self) -> list[str]:
         """What has been loaded or built so far (nothing until a request, or the live bridge, needs it)."""
         return [key[0] for key in list(self._values)]
+
+    def preload(self) -> list[str]:
+        """Load every model now (ZeroGPU: ``spaces`` packs what is on CUDA at launch; later loads repeat per worker)."""
+        self.audio_to_image(), self.space("reference", "text", "image")  # SD, CLAP, caption bank; CLIP
+        for mods in [m for m in (("text", "image"), ("audio", "image")) if self.has_fusion(*m)]:
+            self.space("fusemix", *mods)
+        return self.loaded()
 
     def _find_adapters(self) -> list[AdapterEntry]:
         if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
