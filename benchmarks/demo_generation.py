@@ -83,7 +83,8 @@ def main(argv=None) -> None:
             settings, res = Settings.from_env(profile="tiny", **common), Resolution("tiny", "tiny")
         else:
             t0 = time.perf_counter()
-            sd = save_random_sd_turbo(tmp / "sd-turbo-random", save_tiny_sd_pipeline(tmp / "tiny-sd") / "tokenizer", dev)
+            tokenizer = save_tiny_sd_pipeline(tmp / "tiny-sd") / "tokenizer"  # any CLIP tokenizer: timing only
+            sd = save_random_sd_turbo(tmp / "sd-turbo-random", tokenizer, dev)
             clap = save_tiny_clap(tmp / "tiny-clap")
             print(f"random sd-turbo architecture built and saved in {time.perf_counter() - t0:.1f} s", flush=True)
             settings = Settings.from_env(profile="real", sd_model=str(sd), clap_model=str(clap),

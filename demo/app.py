@@ -1,11 +1,10 @@
 #!/usr/bin/env python
 """FuseMix demo: audio -> image, caption -> images, sound -> images and image -> captions.
 
-    python demo/app.py                  # real checkpoints; tiny stand-ins (labelled) when offline
-    python demo/app.py --profile tiny   # untrained random stand-ins, no downloads
+    python demo/app.py [--profile tiny] [--mcp]   # real checkpoints (offline: labelled tiny stand-ins); MCP too
 
 Every flag and limit has an environment variable (``--help``; docs/space.md). ``build_demo()`` returns
-the ``gr.Blocks`` without loading a model: models load on first use.
+the ``gr.Blocks`` without loading a model: models load on first use (on ZeroGPU: at start-up, demo/zerogpu.py).
 """
 from __future__ import annotations
 
@@ -37,6 +36,7 @@ use_persistent_storage()  # a Space's /data keeps the hub and fusemix caches acr
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import fusemix  # noqa: E402
 from demo import zerogpu  # noqa: E402
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
 from demo.models import DEFAULT_GALLERY, PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
@@ -533,8 +533,6 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(Exception):  # else the first request that needs it loads it and says what failed
             demo.fusemix.models.preload()
     threading.Thread(target=demo.fusemix.models.start_live_bridge, daemon=True).start()
-    import fusemix
-
     print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}", flush=True)
     print(f"profile: {resolution.profile}; app built in {time.perf_counter() - t0:.1f} s; models load on first use",
           flush=True)

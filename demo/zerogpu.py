@@ -1,10 +1,7 @@
-"""ZeroGPU (a Space's shared GPU, lent per call to functions decorated with ``spaces.GPU``) and the GPU branch
-of the demo's configuration: CUDA, float16 (``DemoModels.audio_to_image``), the full VAE (``Settings.vae_id``),
-GPU sizes and steps. Models go to CUDA at start-up, outside decorated calls (``spaces`` packs them at launch).
-Where ZeroGPU is off or ``spaces`` is missing, ``gpu()`` is the identity and ``spaces`` is not imported.
-"""
-import functools
-import importlib
+"""ZeroGPU (a Space's GPU, lent per call to functions decorated with ``spaces.GPU``) and the demo's GPU branch:
+CUDA, float16 (``DemoModels.audio_to_image``), the full VAE (``Settings.vae_id``), GPU sizes and steps. Models go
+to CUDA at start-up, outside decorated calls (``spaces`` packs them at launch). Off ZeroGPU ``gpu()`` is the
+identity and ``spaces`` is not imported."""
 import logging
 import os
 
@@ -22,27 +19,23 @@ def active(env=None) -> bool:
     return (os.environ if env is None else env).get(ENV, "").lower() in ("1", "t", "true")
 
 
-@functools.cache
-def _spaces():
-    """The ``spaces`` module, or None where it is missing or its start-up checks fail (logged)."""
-    try:
-        return importlib.import_module("spaces")
-    except Exception as exc:  # noqa: BLE001 - ImportError, AssertionError, RuntimeError: run without spaces.GPU
-        logging.getLogger("fusemix.demo").warning("ZeroGPU without spaces.GPU: %s: %s", type(exc).__name__, exc)
-
-
 def gpu(duration: int):
     """A decorator: ``spaces.GPU(duration=duration)`` on ZeroGPU where ``spaces`` imports, else the identity."""
     if isinstance(duration, bool) or not isinstance(duration, int) or duration <= 0:
         raise ValueError(f"duration must be a positive whole number of seconds, got {duration!r}")
-    spaces = _spaces() if active() else None
-    return spaces.GPU(duration=duration) if spaces is not None else (lambda fn: fn)
+    if active():
+        try:
+            import spaces  # preinstalled on ZeroGPU Spaces; imported by nothing else here
+
+            return spaces.GPU(duration=duration)
+        except Exception as exc:  # noqa: BLE001 - missing, or its start-up checks failed: run without it
+            logging.getLogger("fusemix.demo").warning("ZeroGPU without spaces.GPU: %s: %s", type(exc).__name__, exc)
+    return lambda fn: fn
 
 
 def device(requested: str | None = None, env=None) -> torch.device:
     """``requested``; else CUDA on ZeroGPU (no GPU is visible at start-up there); else CUDA if present, else CPU."""
-    auto = requested is None or str(requested) == "auto"
-    return torch.device("cuda") if auto and active(env) else pick_device(requested)
+    return torch.device("cuda") if requested in (None, "auto") and active(env) else pick_device(requested)
 
 
 def generation_ranges(standin: bool, dev: torch.device, sd_model: str) -> dict:
