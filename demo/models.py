@@ -300,8 +300,9 @@ class DemoModels:
         return [key[0] for key in list(self._values)]
 
     def preload(self) -> list[str]:
-        """Load every model now (ZeroGPU: ``spaces`` packs what is on CUDA at launch; later loads repeat per worker)."""
-        self.audio_to_image(), self.space("reference", "text", "image")  # SD, CLAP, caption bank; CLIP
+        """Load every model now, computing nothing (ZeroGPU: ``spaces`` packs what is on CUDA at launch; CUDA work
+        outside a decorated call runs emulated on the CPU, so the caption bank and galleries wait for a call)."""
+        self.sd_pipeline(), self.clap_audio(), self.space("reference", "text", "image")
         for mods in [m for m in (("text", "image"), ("audio", "image")) if self.has_fusion(*m)]:
             self.space("fusemix", *mods)
         return self.loaded()
@@ -424,8 +425,8 @@ class DemoModels:
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
-    def audio_to_image(self):
-        """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
+    def sd_pipeline(self):
+        """The SD pipeline on the device: float16 on CUDA, float32 on CPU; TAESD where ``vae_id`` says so."""
         from diffusers import StableDiffusionPipeline
 
         ids = self.model_ids()
@@ -436,7 +437,12 @@ class DemoModels:
 
             extra["vae"] = from_pretrained_safetensors(AutoencoderTiny, ids["vae"], dtype=dtype)
         # a checkpoint's own safety checker (SD 1.x has one) is kept: AudioToImage refuses flagged images
-        pipe = from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
+        return from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
+
+    @_shared
+    def audio_to_image(self):
+        """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
+        ids, pipe = self.model_ids(), self.sd_pipeline()
         bridge = None
         entry = self.bridge_entry
         if entry is not None:
