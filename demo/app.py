@@ -431,9 +431,8 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                 (captions, seconds, held-out R@1) or failed (why)."""
                 return models.live.label() if models.live else T["live_pending"]
 
-            gr.api(bridge_status, api_name="bridge_status")  # first: the name is taken in order
-            status = gr.Markdown(bridge_status(), elem_id="bridge-status")  # a Timer, not every=: no extra endpoint
-            gr.Timer(3.0).tick(bridge_status, None, status, api_visibility="private", show_progress="hidden")
+            md = gr.Markdown(bridge_status(), elem_id="bridge-status")  # refreshed, and the API endpoint:
+            gr.Timer(3.0).tick(bridge_status, None, md, api_name="bridge_status", queue=False, show_progress="hidden")
     run.click(served(logic.audio_to_image, "audio_to_image", zerogpu.DURATIONS["generation"]), inputs, outputs,
               api_name="audio_to_image", concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 

@@ -26,7 +26,6 @@ def gpu(duration: int):
     if active():
         try:
             import spaces  # preinstalled on ZeroGPU Spaces; imported by nothing else here
-
             return spaces.GPU(duration=duration)
         except Exception as exc:  # noqa: BLE001 - missing, or its start-up checks failed: run without it
             logging.getLogger("fusemix.demo").warning("ZeroGPU without spaces.GPU: %s: %s", type(exc).__name__, exc)
@@ -39,8 +38,7 @@ def device(requested: str | None = None, env=None) -> torch.device:
 
 
 def generation_ranges(standin: bool, dev: torch.device, sd_model: str) -> dict:
-    """Slider ranges and defaults: small on CPU, where each 512 px step costs seconds (docs/space.md); on a GPU
-    512-768 px and the checkpoint's own steps and guidance (sd-turbo: 2 steps, guidance 0)."""
+    """Slider ranges and defaults: small on CPU (a 512 px step costs seconds); on a GPU the checkpoint's own."""
     if standin:
         return {"sizes": [64, 96, 128], "size": 64, "max_steps": 4, "steps": 2, "guidance": 1.0, "max_guidance": 10.0}
     d, on_gpu = default_params_for(sd_model), dev.type == "cuda"
