@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_decorated_handlers_answer_on_the_cpu_path(cpu_server, tmp_path):
     demo, url, _ = cpu_server
     assert demo.fusemix.models.device == torch.device("cpu")
     c = Client(url, verbose=False, download_files=str(tmp_path))
-    bell = handle_file(str(__import__("pathlib").Path(__file__).parents[1] / "demo" / "examples" / "bell.wav"))
+    bell = handle_file(str(Path(__file__).resolve().parents[1] / "demo" / "examples" / "bell.wav"))
     img, _, info = c.predict(bell, "captions", "", 0.3, 0, 2, 1.0, 64, api_name="/audio_to_image")
     with Image.open(img) as im:
         assert im.size == (64, 64)
