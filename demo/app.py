@@ -532,9 +532,8 @@ def main(argv: list[str] | None = None) -> None:
         with contextlib.suppress(Exception):  # else the first request that needs it loads it and says what failed
             demo.fusemix.models.preload()
     threading.Thread(target=demo.fusemix.models.start_live_bridge, daemon=True).start()
-    print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}", flush=True)
-    print(f"profile: {resolution.profile}; app built in {time.perf_counter() - t0:.1f} s; models load on first use",
-          flush=True)
+    print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}\nprofile: "
+          f"{resolution.profile}; app built in {time.perf_counter() - t0:.1f} s; models load on first use", flush=True)
     demo.launch(**launch_kwargs(settings))
 
 
