@@ -1,11 +1,10 @@
 #!/usr/bin/env python
 """FuseMix demo: audio -> image, caption -> images, sound -> images and image -> captions.
 
-    python demo/app.py                  # real checkpoints; tiny stand-ins (labelled) when offline
-    python demo/app.py --profile tiny   # untrained random stand-ins, no downloads
+    python demo/app.py [--profile tiny] [--mcp]   # real checkpoints (offline: labelled tiny stand-ins); MCP too
 
 Every flag and limit has an environment variable (``--help``; docs/space.md). ``build_demo()`` returns
-the ``gr.Blocks`` without loading a model: models load on first use.
+the ``gr.Blocks`` without loading a model: models load on first use (on ZeroGPU: at start-up, demo/zerogpu.py).
 """
 from __future__ import annotations
 
@@ -37,6 +36,8 @@ use_persistent_storage()  # a Space's /data keeps the hub and fusemix caches acr
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import fusemix  # noqa: E402
+from demo import zerogpu  # noqa: E402
 from demo.gradio_patches import install_atomic_gradio_cache, read_uploads_with  # noqa: E402
 from demo.models import PROFILES, DemoInputError, DemoModels, Settings  # noqa: E402
 from demo.models import ProfileUnavailable, Resolution, resolve_profile  # noqa: E402
@@ -48,7 +49,7 @@ from fusemix.default_gallery import default_gallery_dir, licence_table  # noqa: 
 from fusemix.encoders.base import EncoderInputError  # noqa: E402
 from fusemix.encoders.image import MAX_IMAGE_PIXELS, check_image_size  # noqa: E402
 from fusemix.gallery import GalleryError  # noqa: E402
-from fusemix.generation import GenerationError, GenerationParamError, default_params_for  # noqa: E402
+from fusemix.generation import GenerationError, GenerationParamError  # noqa: E402
 from fusemix.retrieval import RetrievalError  # noqa: E402
 
 logger = logging.getLogger("fusemix.demo")
@@ -188,6 +189,13 @@ def user_errors(fn):
     return wrapper
 
 
+def served(handler, name: str, seconds: int):
+    """``handler`` as served: plain errors, its API / MCP docstring (ui_text.json "api"), spaces.GPU on ZeroGPU."""
+    fn = user_errors(handler)
+    fn.__doc__ = "\n".join(T["api"][name])
+    return zerogpu.gpu(seconds)(fn)
+
+
 # --------------------------------------------------------------------------- the request handlers
 
 
@@ -201,12 +209,12 @@ def _thumbnail(path: str):
 
 
 class Demo:
-    """The request handlers, independent of the layout (each returns what its outputs show)."""
+    """The request handlers apart from the layout; each returns what its outputs show (API docs: ui_text.json)."""
 
     def __init__(self, models: DemoModels):
         self.models = models
         self.limits = models.settings.limits
-        self.gen = generation_ranges(models)
+        self.gen = zerogpu.generation_ranges(models.standin, models.device, models.settings.sd_model)
 
     def _info(self, text: str) -> str:
         return (T["standin_line"] if self.models.standin else "") + text
@@ -217,8 +225,8 @@ class Demo:
         return load_audio(path, sample_rate, max_seconds=lim.max_audio_seconds, min_seconds=lim.min_audio_seconds,
                           max_bytes=lim.max_upload_mb * 2**20, reject_silent=True)
 
-    def audio_to_image(self, audio, route, steer_text, steer_weight, seed, steps, guidance, size,
-                       progress=gr.Progress()):
+    def audio_to_image(self, audio: str, route: str, steer_text: str, steer_weight: float, seed: int, steps: int,
+                       guidance: float, size: int, progress=gr.Progress()) -> tuple[Image.Image, Any, str]:
         lim, g = self.limits, self.gen
         path = check_audio_upload(audio, lim)
         if route not in ("bridge", "captions"):
@@ -264,7 +272,7 @@ class Demo:
         lines += [f"- {html.escape(n)}" for n in res.notes if res.route == "bridge" or not n.startswith("bridge")]
         return res.image, rows, "\n\n".join(lines)
 
-    def caption_to_images(self, caption, gallery_name, scorer, top_k, progress=gr.Progress()):
+    def caption_to_images(self, caption: str, gallery_name: str, scorer: str, top_k: int, progress=gr.Progress()):
         text = clean_caption(caption, self.limits.max_caption_chars)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
@@ -276,7 +284,7 @@ class Demo:
             f"**Scorer:** {self._scorer_text(scorer)}. **Gallery:** {self._gallery_text(gallery_name, gallery)}. "
             "Scores are cosine similarities.")
 
-    def sound_to_images(self, audio, route, gallery_name, top_k, progress=gr.Progress()):
+    def sound_to_images(self, audio: str, route: str, gallery_name: str, top_k: int, progress=gr.Progress()):
         path = check_audio_upload(audio, self.limits)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         if route not in ("fusemix", "baseline"):
@@ -302,7 +310,7 @@ class Demo:
         return self._gallery_items(hits), self._info(
             f"**Route:** {T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
 
-    def image_to_captions(self, image, scorer, top_k, progress=gr.Progress()):
+    def image_to_captions(self, image: str, scorer: str, top_k: int, progress=gr.Progress()) -> tuple[Any, str]:
         img = check_image_upload(image, self.limits)
         k = check_number(top_k, "Top-k", 1, self.limits.max_top_k, integer=True)
         progress(0.05, desc="Preparing the models and the caption set (slow only the first time)")
@@ -334,21 +342,6 @@ class Demo:
     def _gallery_items(hits) -> list[tuple[Any, str]]:
         return [(_thumbnail(h.item.path), f"{rank}. {h.item.meta.get('title') or Path(h.item.key).name} · "
                                           f"{h.score:.3f}") for rank, h in enumerate(hits, 1)]
-
-
-def generation_ranges(models: DemoModels) -> dict:
-    """Safe slider ranges and defaults for the profile and device (CPU Spaces get small ones)."""
-    if models.standin:
-        return {"sizes": [64, 96, 128], "size": 64, "max_steps": 4, "steps": 2, "guidance": 1.0,
-                "max_guidance": 10.0}
-    gpu = models.device.type == "cuda"
-    d = default_params_for(models.settings.sd_model)
-    fast = d["steps"] <= 4  # turbo / LCM checkpoints
-    # on CPU every step at 512 px costs seconds even with TAESD (docs/space.md): one step for turbo models
-    return {"sizes": [512, 576, 640, 704, 768] if gpu else [256, 320, 384, 448, 512], "size": 512,
-            "max_steps": 50 if gpu else (8 if fast else 30),
-            "steps": d["steps"] if gpu else (1 if fast else min(d["steps"], 12)),
-            "guidance": d["guidance"], "max_guidance": 10.0}
 
 
 # --------------------------------------------------------------------------- the UI
@@ -409,9 +402,9 @@ def _search_tab(models: DemoModels, name: str, handler, available: bool, query, 
             with gr.Column(scale=2):
                 outputs = [results(elem_id=f"{tab['id']}-results"), gr.Markdown(elem_id=f"{tab['id']}-info")]
     kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
-    run.click(user_errors(handler), parts, outputs, api_name=name, **kw)
+    run.click(fn := served(handler, name, zerogpu.DURATIONS["search"]), parts, outputs, api_name=name, **kw)
     if isinstance(parts[0], gr.Textbox):  # Enter in the text box searches too
-        parts[0].submit(user_errors(handler), parts, outputs, api_visibility="private", **kw)
+        parts[0].submit(fn, parts, outputs, api_visibility="private", **kw)
 
 
 def _audio_tab(models: DemoModels, logic: Demo) -> None:
@@ -429,6 +422,7 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                                gr.Slider(1, g["max_steps"], value=g["steps"], step=1, label="Steps"),
                                gr.Slider(0.0, g["max_guidance"], value=g["guidance"], step=0.5, label="Guidance"),
                                gr.Dropdown(g["sizes"], value=g["size"], label="Image size (px)")]
+                    inputs[-1].api_info = lambda: {"type": "integer", "enum": g["sizes"]}  # Gradio says "string"
                 run = gr.Button(tab["button"], variant="primary", elem_id="audio-image-run")
             with gr.Column():
                 outputs = [gr.Image(label="Generated image" + (" (untrained stand-in)" if models.standin else ""),
@@ -444,10 +438,10 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                 (captions, seconds, held-out R@1) or failed (why)."""
                 return models.live.label() if models.live else T["live_pending"]
 
-            gr.Markdown(bridge_status, every=3.0, elem_id="bridge-status")
-            gr.api(bridge_status, api_name="bridge_status")
-    run.click(user_errors(logic.audio_to_image), inputs, outputs, api_name="audio_to_image",
-              concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
+            md = gr.Markdown(bridge_status(), elem_id="bridge-status")  # refreshed, and the API endpoint:
+            gr.Timer(3.0).tick(bridge_status, None, md, api_name="bridge_status", queue=False, show_progress="hidden")
+    run.click(served(logic.audio_to_image, "audio_to_image", zerogpu.DURATIONS["generation"]), inputs, outputs,
+              api_name="audio_to_image", concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 
 
 def _about(models: DemoModels) -> str:
@@ -457,7 +451,8 @@ def _about(models: DemoModels) -> str:
             "reference": "tiny random CLIPModel"} if models.standin else models.settings.real_ids())
     lines = ["## What runs here", f"- Profile: **{res.profile}**" +
              (f" (asked for {res.requested}; {html.escape(res.reason)})" if res.reason else ""),
-             f"- Device: {models.device}", *(f"- {k}: `{v}`" for k, v in ids.items())]
+             f"- Device: {models.device}" + (" (ZeroGPU: lent per request)" if zerogpu.active() else ""),
+             *(f"- {k}: `{v}`" for k, v in ids.items())]
     lines += [f"- FuseMix {a.kind} adapter ({', '.join(sorted(a.modalities))})" +
               (" — random stand-in" if a.standin else f" from `{a.path}`") for a in models.adapters]
     lines += [] if models.adapters else [T["no_adapters"]]
@@ -467,16 +462,11 @@ def _about(models: DemoModels) -> str:
     return "\n".join(lines)
 
 
-def build_demo(profile: str | None = None, *, strict: bool | None = None, gallery: str | None = None,
-               weights: str | None = None, settings: Settings | None = None,
-               resolution: Resolution | None = None) -> gr.Blocks:
-    """The demo as a ``gr.Blocks`` (queue configured); nothing is loaded until a request needs it.
-
-    Arguments override ``FUSEMIX_*`` environment variables; the profile is resolved now (a cheap check
-    that the real checkpoints can be had: :func:`demo.models.resolve_profile`).
-    """
-    if settings is None:
-        settings = Settings.from_env(profile=profile, strict=strict, gallery=gallery, weights=weights)
+def build_demo(settings: Settings | None = None, resolution: Resolution | None = None) -> gr.Blocks:
+    """The demo as a ``gr.Blocks`` (queue configured); nothing is loaded until a request needs it. ``settings``
+    default to the ``FUSEMIX_*`` environment; the profile is resolved now (a cheap check that the real
+    checkpoints can be had: :func:`demo.models.resolve_profile`)."""
+    settings = settings or Settings.from_env()
     install_atomic_gradio_cache()
     models = DemoModels(settings, resolution or resolve_profile(settings))
     logic = Demo(models)
@@ -516,16 +506,16 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
 
 
 def launch_kwargs(settings: Settings) -> dict:
-    """What ``demo.launch`` needs besides the Blocks (limits, allowed example files, styling)."""
+    """What ``demo.launch`` needs besides the Blocks (limits, allowed example files, styling, MCP)."""
     allowed = [str(EXAMPLES_DIR)] + [str(Path(p[0]).parent) for p in _examples("image")[:1]]
     return {"server_name": settings.host, "server_port": settings.port,
             "max_file_size": f"{settings.limits.max_upload_mb}mb", "allowed_paths": allowed, "css": T["css"],
-            "footer_links": ["api", "gradio"]}
+            "footer_links": ["api", "gradio"], "mcp_server": True if settings.mcp else None}  # None: GRADIO_MCP_SERVER
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="FuseMix Gradio demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    kw = {"strict": {"action": "store_true"}, "port": {"type": int}, "profile": {"choices": PROFILES}}
+    kw = {"strict": (on := {"action": "store_true"}), "mcp": on, "port": {"type": int}, "profile": {"choices": PROFILES}}
     for name, text in T["flags"].items():
         p.add_argument("--" + name.replace("_", "-"), default=None, help=f"{text} [FUSEMIX_{name.upper()}]",
                        **kw.get(name, {}))
@@ -546,13 +536,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"NOTE: {resolution.reason}\nStarting on the TINY profile: every output comes from untrained random "
               "stand-ins (use --strict to exit instead).", file=sys.stderr, flush=True)
     demo = build_demo(settings=settings, resolution=resolution)
+    if zerogpu.active():  # spaces lends the GPU per call: the models go to CUDA now, before launch
+        with contextlib.suppress(Exception):  # else the first request that needs it loads it and says what failed
+            demo.fusemix.models.preload()
     threading.Thread(target=demo.fusemix.models.start_live_bridge, daemon=True).start()
     demo.fusemix.models.start_hub_gallery()  # its own thread: stores and embeds the hub photos
-    import fusemix
-
-    print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}", flush=True)
-    print(f"profile: {resolution.profile}; app built in {time.perf_counter() - t0:.1f} s; models load on first use",
-          flush=True)
+    print(f"fusemix {fusemix.__version__} from {Path(fusemix.__file__).resolve().parent}\nprofile: "
+          f"{resolution.profile}; app built in {time.perf_counter() - t0:.1f} s; models load on first use", flush=True)
     demo.launch(**launch_kwargs(settings))
 
 

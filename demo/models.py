@@ -23,7 +23,8 @@ from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
 from fusemix.bridge import ConditioningBridge
 from fusemix.caption_bank import CaptionBank, load_captions
 from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
-from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
+from demo import zerogpu
+from fusemix.conventions import SpecError, cache_root, parse_spec
 from fusemix.default_gallery import build_default_gallery, default_captions
 from fusemix.encoders import load_encoder
 from fusemix.gallery import Gallery, default_cache_dir
@@ -94,11 +95,12 @@ class Settings:
     sd_model: str = DEFAULT_IDS["sd"]
     reference_model: str = DEFAULT_IDS["reference"]
     vae: str = "auto"  # auto: TAESD on CPU, the checkpoint's own VAE on GPU; full; or an AutoencoderTiny id
-    device: str | None = None  # None: CUDA when available, else CPU
+    device: str | None = None  # None: CUDA on ZeroGPU or when available, else CPU (demo.zerogpu.device)
     tiny_root: str | None = None  # where stand-ins are built; None: under the fusemix cache root
     host: str | None = None  # None: Gradio's default (GRADIO_SERVER_NAME, else 127.0.0.1)
     port: int | None = None  # None: Gradio's default (GRADIO_SERVER_PORT, else 7860)
     probe_timeout: float = 5.0
+    mcp: bool = False  # serve the handlers as MCP tools too (launch(mcp_server=True); needs gradio[mcp])
     live_bridge: bool = True  # no trained bridge found: train one from captions on this machine (train_bridge.LiveBridge)
     hub_gallery: str = DEFAULT_DATASET  # hub (or local) dataset of openly licensed photos; "none": off
     hub_gallery_split: str | None = None  # None here and below: fusemix.hub_gallery's defaults
@@ -116,8 +118,8 @@ class Settings:
         overrides that are not None win."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {"limits": Limits()}
-        kinds = {"strict": _env_bool, "live_bridge": _env_bool, "port": int, "probe_timeout": float,
-                 "hub_gallery_size": int}
+        kinds = dict.fromkeys(("strict", "live_bridge", "mcp"), _env_bool) | {"port": int, "probe_timeout": float,
+                                                                            "hub_gallery_size": int}
         for f in fields(cls):
             var = f"FUSEMIX_{f.name.upper()}"
             if env.get(var) and f.name != "limits":
@@ -139,7 +141,7 @@ class Settings:
     def vae_id(self) -> str | None:
         """The AutoencoderTiny to decode with, or None for the SD checkpoint's own VAE."""
         if self.vae == "auto":
-            return None if pick_device(self.device).type == "cuda" else DEFAULT_CPU_VAE
+            return None if zerogpu.device(self.device).type == "cuda" else DEFAULT_CPU_VAE
         return None if self.vae == "full" else self.vae
 
     def real_ids(self) -> dict[str, str]:
@@ -285,7 +287,7 @@ class DemoModels:
         self.settings = settings
         self.resolution = resolution
         self.standin = resolution.standin
-        self.device = pick_device(settings.device)
+        self.device = zerogpu.device(settings.device)
         self.tiny_root = Path(settings.tiny_root or cache_root(f"demo-tiny-v{TINY_LAYOUT_VERSION}"))
         self.adapter_problems: list[str] = []
         self.bridge_error: str | None = None  # why an installed bridge could not be used, once tried
@@ -308,6 +310,14 @@ class DemoModels:
     def loaded(self) -> list[str]:
         """What has been loaded or built so far (nothing until a request, or the live bridge, needs it)."""
         return [key[0] for key in list(self._values)]
+
+    def preload(self) -> list[str]:
+        """Load every model now, computing nothing (ZeroGPU: ``spaces`` packs what is on CUDA at launch; CUDA work
+        outside a decorated call runs emulated on the CPU, so the caption bank and galleries wait for a call)."""
+        self.sd_pipeline(), self.clap_audio(), self.space("reference", "text", "image")
+        for mods in [m for m in (("text", "image"), ("audio", "image")) if self.has_fusion(*m)]:
+            self.space("fusemix", *mods)
+        return self.loaded()
 
     def _find_adapters(self) -> list[AdapterEntry]:
         if self.standin:  # the tiny profile's own random adapters, built on first use (see tiny_suite)
@@ -427,8 +437,8 @@ class DemoModels:
         return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
-    def audio_to_image(self):
-        """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
+    def sd_pipeline(self):
+        """The SD pipeline on the device: float16 on CUDA, float32 on CPU; TAESD where ``vae_id`` says so."""
         from diffusers import StableDiffusionPipeline
 
         ids = self.model_ids()
@@ -439,7 +449,12 @@ class DemoModels:
 
             extra["vae"] = from_pretrained_safetensors(AutoencoderTiny, ids["vae"], dtype=dtype)
         # a checkpoint's own safety checker (SD 1.x has one) is kept: AudioToImage refuses flagged images
-        pipe = from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
+        return from_pretrained_safetensors(StableDiffusionPipeline, ids["sd"], dtype=dtype, **extra).to(self.device)
+
+    @_shared
+    def audio_to_image(self):
+        """CLAP + (bridge if present) + caption bank + the SD pipeline, as one AudioToImage."""
+        ids, pipe = self.model_ids(), self.sd_pipeline()
         bridge = None
         entry = self.bridge_entry
         if entry is not None:

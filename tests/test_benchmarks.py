@@ -33,7 +33,7 @@ def test_gpu_check_runs_every_step(gpu_check):
     run, out = gpu_check
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert {p.name for p in out.iterdir()} >= {"machine.txt", "cuda_tests.txt", "train_throughput.txt",
-                                                "extract_throughput.txt"}
+                                                "extract_throughput.txt", "demo_generation.txt"}
     assert "passed" in (out / "cuda_tests.txt").read_text()
 
 
@@ -48,6 +48,12 @@ def test_extract_throughput_ends_with_its_goal(gpu_check):
     text = (gpu_check[1] / "extract_throughput.txt").read_text()
     assert GOAL.match(last_line(text)), text[-2000:]
     assert re.search(r"stage\s*/\s*forward\D*\d", text, re.I), text[-2000:]
+
+
+def test_demo_generation_ends_with_its_goal(gpu_check):
+    text = (gpu_check[1] / "demo_generation.txt").read_text()
+    assert GOAL.match(last_line(text)) and last_line(text).startswith("GOAL demo_seconds_per_image: "), text[-2000:]
+    assert "VAE AutoencoderKL" in text and "per image: median" in text
 
 
 def test_gpu_check_reports_a_failing_step(tmp_path):
