@@ -282,25 +282,32 @@ class Demo:
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
-        enc, extra = self.models.clap_audio(), ""
-        if route == "fusemix":
-            space = self.models.space("fusemix", "audio", "image")
-            gallery = self.models.image_gallery("fusemix", gallery_name, space)
-            progress(0.6, desc="Embedding the sound")
-            query = space.embed("audio", [self._decode(path, enc.sample_rate)])[0]
+        m, extra, how = self.models, "", None
+        enc = m.clap_audio()
+        wav = self._decode(path, enc.sample_rate)
+        adapter, live = m.sound_adapter() if route == "fusemix" else (None, None)
+        scorer = "fusemix" if route == "fusemix" and adapter is None and not m.wants_live_sound else "reference"
+        space = m.space(scorer, "audio" if scorer == "fusemix" else "text", "image")
+        if route == "fusemix" and scorer == "reference" and adapter is None:  # training (or failed): say so
+            route, extra = "baseline", f"\n\n**The FuseMix route answered through the baseline:** " \
+                                       f"{html.escape(live or T['live_pending'])}"
+        progress(0.5, desc="Embedding the sound")
+        if adapter is not None:  # CLAP audio -> adapter -> CLIP text space: the reference CLIP's image gallery
+            query = adapter.embed(enc.encode([wav], progress=False).to(m.device), "audio")[0].cpu()
+            how = T["route_text"]["adapter"].format(trained=live or "installed")
+        elif route == "fusemix":
+            query = space.embed("audio", [wav])[0]
         else:
-            progress(0.5, desc="Matching the sound to captions (CLAP)")
-            wav = self._decode(path, enc.sample_rate)
-            matches = self.models.caption_bank().search(enc.encode([wav], progress=False), k=3)[0]
-            space = self.models.space("reference", "text", "image")
-            gallery = self.models.image_gallery("reference", gallery_name, space)
+            matches = m.caption_bank().search(enc.encode([wav], progress=False), k=3)[0]
             query = space.embed("text", [matches[0].caption])[0]
-            extra = "\n\n**Matched captions:** " + "; ".join(
-                f"\"{html.escape(m.caption)}\" ({m.score:.3f})" for m in matches)
+            extra += "\n\n**Matched captions:** " + "; ".join(
+                f"\"{html.escape(x.caption)}\" ({x.score:.3f})" for x in matches)
+        gallery = m.image_gallery(scorer, gallery_name, space)
         progress(0.8, desc="Ranking the gallery")
         hits = gallery.search(query, k)
         return self._gallery_items(hits), self._info(
-            f"**Route:** {T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
+            f"**Route:** {how or T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}."
+            f"{extra}")
 
     def image_to_captions(self, image, scorer, top_k, progress=gr.Progress()):
         img = check_image_upload(image, self.limits)
@@ -439,6 +446,12 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
 
             gr.Markdown(bridge_status, every=3.0, elem_id="bridge-status")
             gr.api(bridge_status, api_name="bridge_status")
+        if models.wants_live_sound:
+            def sound_adapter_status() -> str:
+                """What the Sound -> Images adapter trained on this machine is doing (training, ready or failed)."""
+                return models.live_sound.label() if models.live_sound else T["live_pending"]
+
+            gr.api(sound_adapter_status, api_name="sound_adapter_status")
     run.click(user_errors(logic.audio_to_image), inputs, outputs, api_name="audio_to_image",
               concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 
@@ -483,7 +496,8 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
                                                 placeholder="a cat with green eyes", **kw),
                         ("query", "gallery", "choice", "k"),
                         lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "caption")
-            _search_tab(models, "sound_to_images", logic.sound_to_images, models.has_fusion("audio", "image"),
+            _search_tab(models, "sound_to_images", logic.sound_to_images, models.has_fusion("audio", "image")
+                        or models.sound_entry is not None or models.wants_live_sound,
                         lambda **kw: gr.Audio(sources=["upload", "microphone"], type="filepath",
                                               label=f"Sound (up to {lim.max_audio_seconds:g} s)", **kw),
                         ("query", "choice", "gallery", "k"),
