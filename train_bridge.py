@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -39,7 +38,7 @@ import torch
 
 import train
 from fusemix.bridge.model import TARGETS
-from fusemix.caption_bank import load_captions
+from fusemix.caption_bank import default_bank_path, load_captions, sample_captions
 from fusemix.conventions import audio_files, cache_root
 from fusemix.hardware import describe as describe_hardware
 from fusemix.latents import save_latent_pairs
@@ -48,7 +47,7 @@ from fusemix.pairs import PairSource
 logger = logging.getLogger(__name__)
 
 CODE_VERSION = "1"  # bump when a change here or in the bridge makes cached bridges stale
-DEFAULT_CORPUS = Path(__file__).resolve().parent / "fusemix" / "data" / "sound_captions.txt"
+DEFAULT_CORPUS = default_bank_path()  # the sound corpus, also the caption-bank baseline's bank
 # Captions to train on: enough for most of the R@1 (docs/real_bridge.md), few enough for a CPU start-up
 # (docs/space.md); a GPU encodes the whole corpus.
 DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
@@ -111,8 +110,7 @@ def make_job(clap_model: str, sd_model: str, captions: str | os.PathLike | None 
     if max_captions is not None:
         if max_captions < 20:
             raise ValueError(f"max_captions must be at least 20 (train/held-out split), got {max_captions}")
-        if len(caps) > max_captions:
-            caps = sorted(random.Random(seed).sample(caps, max_captions))
+        caps = sample_captions(caps, max_captions, seed)
     if len(caps) < 20:
         raise ValueError(f"{path} holds {len(caps)} captions; a bridge needs at least 20")
     return BridgeJob(str(clap_model), str(sd_model), caps, str(path), seed, list(train_args or []), target)

@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
 
 from fusemix.bridge import ConditioningBridge
-from fusemix.caption_bank import CaptionBank, load_captions
+from fusemix.caption_bank import STARTER_CAPTIONS, CaptionBank, load_captions, sample_captions
 from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
 from fusemix.conventions import SpecError, cache_root, parse_spec, pick_device
 from fusemix.default_gallery import build_default_gallery, default_captions
@@ -438,8 +438,8 @@ class DemoModels:
 
     @_shared
     def caption_bank(self):
-        """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
+        """The baseline's bank: the sound corpus in CLAP (cached; a sample serves while a cold start embeds the rest)."""
+        return CaptionBank.build_in_background(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
     def audio_to_image(self):
@@ -528,14 +528,14 @@ class DemoModels:
         return self._once(("gallery", scorer, emb.fingerprint, name), build)
 
     def caption_gallery(self, scorer: str, space):
-        """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
+        """Image -> captions candidates: the default photos' captions + a sample of the sound corpus (all: minutes)."""
         emb = space.embedder("text")
 
         def build():
             found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
             for c, f in zip(*default_captions()):
                 found.setdefault(c, {"caption": c, "source": f"caption of {f} (default gallery)"})
-            for c in load_captions():
+            for c in sample_captions(load_captions(), STARTER_CAPTIONS):
                 found.setdefault(c, {"caption": c, "source": "caption bank (sound descriptions)"})
             return Gallery.from_items(list(found), emb, modality="text", meta=list(found.values()),
                                       cache_dir=default_cache_dir(), name="demo-captions", progress=False)

@@ -1,9 +1,13 @@
 """The app's background bridge training (train_bridge.LiveBridge) on the tiny stand-ins."""
+from pathlib import Path
+
 import pytest
 
 from train_bridge import LiveBridge
 from fusemix.tiny import build_tiny_suite
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "demo" / "examples"
+DEFAULT_GALLERY = "Default photos (scikit-image)"
 FAST = ["--epochs", "4", "--eval_every", "2", "--save_every", "2"]
 
 
@@ -35,3 +39,46 @@ def test_a_failed_training_is_reported_and_leaves_nothing(suite, tmp_path, monke
     assert lb.wait(120)["state"] == "failed"
     assert "could not be trained here (RuntimeError: " in lb.label() and "caption route serves" in lb.label()
     assert not (tmp_path / "bridges").exists() or not any((tmp_path / "bridges").iterdir())
+
+
+def test_sound_to_images_trains_its_adapter_after_the_bridge_and_serves_the_baseline_meanwhile(tmp_path, monkeypatch):
+    """Sound -> Images through FuseMix: CLAP audio -> an adapter into the reference CLIP's text space,
+    trained here from captions after the bridge; until then the FuseMix route answers through the caption chain."""
+    from demo.app import Demo
+    from demo.models import DemoModels, Resolution, Settings
+
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path / "cache"))
+    started = []
+    real_popen = __import__("subprocess").Popen
+
+    def popen(cmd, *a, **kw):  # record the order in which the two trainings start
+        started.append("--clip" in cmd)
+        return real_popen(cmd, *a, **kw)
+
+    monkeypatch.setattr("train_bridge.subprocess.Popen", popen)
+    settings = Settings.from_env(env={}, profile="tiny", tiny_root=str(tmp_path / "tiny"))
+    models = DemoModels(settings, Resolution("tiny", "tiny"))
+    demo, quiet = Demo(models), (lambda *a, **k: None)
+    bridge = models.start_live_bridge()
+    sound = models.live_sound
+    assert bridge is not None and sound is not None and sound.status()["state"] == "training"
+    items, info = demo.sound_to_images(str(EXAMPLES / "birdsong.wav"), "fusemix", DEFAULT_GALLERY, 3, progress=quiet)
+    assert len(items) == 3 and "answered through the baseline" in info and "Matched captions" in info
+    assert sound.wait(300)["state"] == "ready" and bridge.ready, (bridge.status(), sound.status())
+    assert started == [False, True]  # one training at a time: the bridge, then the sound adapter
+    assert "FuseMix sound adapter trained on this machine from 300 captions" in sound.label()
+    items, info = demo.sound_to_images(str(EXAMPLES / "birdsong.wav"), "fusemix", DEFAULT_GALLERY, 3, progress=quiet)
+    assert "FuseMix sound adapter (FuseMix sound adapter trained on this machine" in info and "stand-in" in info
+    assert "Matched captions" not in info and "answered through" not in info
+    # the query is the adapter's CLAP-audio embedding, ranked against the reference CLIP's own image gallery
+    adapter, _ = models.sound_adapter()
+    assert adapter.config.target == "clip-text" and adapter.config.sd_model == models.model_ids()["reference"]
+    enc = models.clap_audio()
+    wav = demo._decode(str(EXAMPLES / "birdsong.wav"), enc.sample_rate)
+    space = models.space("reference", "text", "image")
+    hits = models.image_gallery("reference", DEFAULT_GALLERY, space).search(adapter.embed(enc.encode([wav]), "audio")[0], 3)
+    assert [it[1].split(" · ")[0] for it in items] == [
+        f"{r}. {h.item.meta.get('title') or Path(h.item.key).name}" for r, h in enumerate(hits, 1)]
+    restarted = DemoModels(settings, Resolution("tiny", "tiny"))  # a restart: both come from the cache at once
+    restarted.start_live_bridge()
+    assert restarted.live.ready and restarted.live_sound.ready
