@@ -334,7 +334,8 @@ def main(argv=None) -> int:
     to = p.add_mutually_exclusive_group(required=True)
     to.add_argument("--sd", help="Stable Diffusion hub id or folder (its text encoder is the target)")
     to.add_argument("--clip", help="CLIP hub id or folder: the target is its text space (the Sound -> Images adapter)")
-    p.add_argument("--out", required=True, help="folder to write the bridge to (replaced atomically)")
+    p.add_argument("--out", help="folder to write the bridge to (replaced atomically); default: fusemix's cache, "
+                              "where one trained before for the same job is reused (as the app does)")
     p.add_argument("--captions", help=f"caption corpus, one per line (default: {DEFAULT_CORPUS.name})")
     p.add_argument("--max_captions", type=int, default=DEFAULT_MAX_CAPTIONS, help="use at most this many (0: all)")
     p.add_argument("--audio", nargs="*", default=[], help="unlabelled clips or folders for the audio mean")
@@ -343,8 +344,8 @@ def main(argv=None) -> int:
     args, extra = p.parse_known_args(argv)  # anything else goes to train.py (e.g. --epochs 50)
     job = make_job(args.clap, args.sd or args.clip, args.captions, args.max_captions or None, args.seed, extra,
                    "clip-text" if args.clip else "sd-text")
-    out = train_caption_bridge(job, args.out, audio=args.audio, standin=args.standin,
-                               progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
+    kw = dict(audio=args.audio, standin=args.standin, progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
+    out = train_caption_bridge(job, args.out, **kw) if args.out else ensure_bridge(job, **kw)
     print(json.dumps({"bridge": str(out), "captions": len(job.captions), "key": job.key}))
     return 0
 
