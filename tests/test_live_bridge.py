@@ -13,7 +13,7 @@ FAST = ["--epochs", "4", "--eval_every", "2", "--save_every", "2"]
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    return build_tiny_suite(tmp_path_factory.mktemp("tiny") / "models")
+    return build_tiny_suite(tmp_path_factory.mktemp("tiny") / "models", extras=("clip",))
 
 
 def live(suite, **kw):
@@ -82,3 +82,28 @@ def test_sound_to_images_trains_its_adapter_after_the_bridge_and_serves_the_base
     restarted = DemoModels(settings, Resolution("tiny", "tiny"))  # a restart: both come from the cache at once
     restarted.start_live_bridge()
     assert restarted.live.ready and restarted.live_sound.ready
+
+
+def test_an_installed_sound_adapter_or_trained_audio_image_adapters_mean_nothing_is_trained_for_sound(suite, tmp_path):
+    from demo.models import DemoModels, Resolution, Settings
+    from fusemix.bridge import BridgeConfig, ConditioningBridge
+    from fusemix.model import FusionConfig, FusionModel, ModalitySpec
+
+    ids = dict(clap_model=str(suite["clap"]), sd_model=str(suite["sd"]), reference_model=str(suite["clip"]))
+    ConditioningBridge(BridgeConfig(clap_model=ids["clap_model"], sd_model=ids["reference_model"], target="clip-text",
+                                    in_dim=16, seq_len=1, out_dim=16, head="direct", depth=1)).save_pretrained(
+        tmp_path / "a" / "sound")
+    ConditioningBridge(BridgeConfig(clap_model=ids["clap_model"], sd_model=ids["sd_model"], in_dim=16, seq_len=77,
+                                    out_dim=32, head="direct", depth=1)).save_pretrained(tmp_path / "a" / "bridge")
+    models = DemoModels(Settings.from_env(env={}, profile="real", weights=str(tmp_path / "a"), **ids),
+                        Resolution("real", "real"))
+    assert [e.kind for e in models.adapters] == ["bridge", "sound"]
+    assert models.bridge_entry.path.name == "bridge"  # the sound adapter is not taken for an SD bridge
+    assert not models.wants_live_sound and models.start_live_bridge() is None and models.live_sound is None
+    adapter, live = models.sound_adapter()
+    assert adapter.config.target == "clip-text" and live is None
+    FusionModel(FusionConfig({"audio": ModalitySpec("clap-audio:x", 16), "image": ModalitySpec("image:y", 8)},
+                             proj_dim=4, depth=1)).save_pretrained(tmp_path / "b" / "audio-image")
+    models = DemoModels(Settings.from_env(env={}, profile="real", weights=str(tmp_path / "b"), **ids),
+                        Resolution("real", "real"))
+    assert models.has_fusion("audio", "image") and not models.wants_live_sound  # trained two-tower adapters serve
