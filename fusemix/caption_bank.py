@@ -8,6 +8,7 @@ file, sample). Embedding all of it takes minutes on a CPU (docs/audio_to_image.m
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import logging
@@ -29,6 +30,17 @@ CACHE_VERSION = "1"
 MAX_CAPTION_CHARS = 300
 STARTER_CAPTIONS = 400  # what a cold start embeds at once (about what the first request can afford)
 logger = logging.getLogger(__name__)
+_EXITING = threading.Event()
+_BACKGROUND: list[threading.Thread] = []
+
+
+@atexit.register
+def _stop_background() -> None:
+    """Let background builds stop between batches before the interpreter goes: a daemon thread killed inside
+    a torch op aborts the process ("terminate called without an active exception")."""
+    _EXITING.set()
+    for t in _BACKGROUND:
+        t.join(timeout=30)
 
 
 class CaptionBankError(ValueError):
@@ -131,8 +143,11 @@ class CaptionBank:
             return None if cached is None else cls(captions, cached, model_id)
         if batch_size < 1:
             raise CaptionBankError(f"batch_size must be >= 1, got {batch_size}")
-        rows = [torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu()
-                for s in range(0, len(captions), batch_size)]
+        rows = []
+        for s in range(0, len(captions), batch_size):
+            if _EXITING.is_set():  # the interpreter is exiting: a background build stops between batches
+                raise CaptionBankError("stopped: the process is exiting")
+            rows.append(torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu())
         emb = torch.cat(rows)
         bank = cls(captions, emb, model_id)
         atomic_save_safetensors(cache_file, {"embeddings": bank.embeddings}, {
@@ -144,7 +159,7 @@ class CaptionBank:
     def build_in_background(cls, text_encoder, path: str | os.PathLike | None = None,
                             cache_dir: str | os.PathLike | None = None, starter: int = STARTER_CAPTIONS) -> "CaptionBank":
         """The whole bank when it is cached; else a seeded sample of ``starter`` captions, embedded now, that
-        becomes the whole bank (``pending`` counts down to 0) once a background thread at the lowest CPU
+        becomes the whole bank (``pending`` then 0) once a background thread at the lowest CPU
         priority has embedded and cached the rest. A failure there leaves the sample serving (logged)."""
         full = cls.build(text_encoder, path, cache_dir, cached_only=True)
         if full is not None:
@@ -162,11 +177,14 @@ class CaptionBank:
                 whole = cls.build(text_encoder, path, cache_dir)
                 bank._rows, bank.pending = whole._rows, 0
             except Exception as exc:  # noqa: BLE001 - the sample keeps serving
-                logger.warning("caption bank: embedding the whole bank failed (%s); %d captions serve", exc, len(bank))
+                if not _EXITING.is_set():
+                    logger.warning("caption bank: embedding the whole bank failed (%s); %d captions serve", exc,
+                                   len(bank))
             finally:
                 bank.complete.set()
 
-        threading.Thread(target=run, name="fusemix-caption-bank", daemon=True).start()
+        _BACKGROUND.append(threading.Thread(target=run, name="fusemix-caption-bank", daemon=True))
+        _BACKGROUND[-1].start()
         return bank
 
     @torch.no_grad()
