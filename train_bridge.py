@@ -230,6 +230,7 @@ class LiveBridge:
         self.name = NAMES[self.job.target]
         self.out = cached_bridge(self.job)
         self.audio, self.standin, self.after = list(audio), standin, after
+        self.proc: subprocess.Popen | None = None  # the training child, while one runs
         self.path: Path | None = None  # the trained bridge, once ready
         self.card: dict = {}
         self._lock = threading.Lock()
@@ -310,9 +311,11 @@ class LiveBridge:
             self._set(stage="waiting for the other training to finish")
             self.after.wait()
         t0, last = time.time(), ""
+        for stale in self.out.parent.glob(f".{self.out.name}.*"):  # the temporary folder of a killed training
+            shutil.rmtree(stale, ignore_errors=True)
         try:
-            proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                    preexec_fn=lambda: os.nice(19))
+            self.proc = proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                text=True, preexec_fn=lambda: os.nice(19))
             for line in proc.stderr:
                 last = line.strip() or last
                 m = re.match(r"^(.+): (\d+)/(\d+)$", line.strip())  # train_bridge.py's "stage: done/total"

@@ -107,3 +107,83 @@ def test_an_installed_sound_adapter_or_trained_audio_image_adapters_mean_nothing
     models = DemoModels(Settings.from_env(env={}, profile="real", weights=str(tmp_path / "b"), **ids),
                         Resolution("real", "real"))
     assert models.has_fusion("audio", "image") and not models.wants_live_sound  # trained two-tower adapters serve
+
+
+def test_a_killed_training_leaves_no_half_written_bridge_and_the_next_start_trains_again(suite, tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path))
+    lb = live(suite).start()
+    temps = lambda: list(lb.out.parent.glob(f".{lb.out.name}.*"))  # noqa: E731 - train_caption_bridge's temporary
+    t0 = time.time()
+    while not (lb.proc and temps()) and time.time() - t0 < 120:  # the child has begun writing
+        time.sleep(0.05)
+    os.kill(lb.proc.pid, signal.SIGKILL)  # killed mid-training: no clean-up runs in the child
+    assert lb.wait(60)["state"] == "failed" and "could not be trained here" in lb.label()
+    assert not lb.out.exists()  # nothing half-written where a bridge is looked for
+    again = live(suite).start()  # the next start: not fooled by the leftovers, trains, and clears them
+    assert again.wait(300)["state"] == "ready" and not temps()
+
+
+def test_the_app_answers_through_gradio_client_while_both_trainings_run(suite, tmp_path, monkeypatch):
+    """Bridge and Sound -> Images requests during training get the caption routes, saying so; the status
+    endpoints say what trains (the second waits for the first)."""
+    import sys
+
+    from demo_server import tiny_demo
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", "import time; time.sleep(120)"])
+    with tiny_demo(tmp_path, before_launch=lambda demo: demo.fusemix.models.tiny_suite()) as (demo, url, _):
+        models = demo.fusemix.models
+        try:
+            client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"))
+            wav = handle_file(str(EXAMPLES / "bell.wav"))
+            _, rows, info = client.predict(wav, "bridge", "", 0.0, 0, 2, 1.0, 64, api_name="/audio_to_image")
+            assert len(rows["data"]) == 3 and "answered through the caption-bank baseline" in info
+            assert "Training a FuseMix bridge on this machine" in info
+            items, info = client.predict(wav, "fusemix", DEFAULT_GALLERY, 3, api_name="/sound_to_images")
+            assert len(items) == 3 and "answered through the baseline" in info and "Matched captions" in info
+            assert "waiting for the other training to finish" in info
+            assert "Training a FuseMix bridge" in client.predict(api_name="/bridge_status")
+            assert "Training a FuseMix sound adapter" in client.predict(api_name="/sound_adapter_status")
+        finally:  # leave no child behind: the sound adapter's own child then exits at once
+            monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", "raise SystemExit(1)"])
+            models.live.proc.kill()
+            assert models.live_sound.wait(60)["state"] == "failed"
+
+
+def test_in_a_real_browser_the_bridge_route_answers_while_the_bridge_trains(suite, tmp_path, monkeypatch):
+    import sys
+
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.is_file():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium")
+    from demo_server import tiny_demo
+
+    monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", "import time; time.sleep(120)"])
+    with tiny_demo(tmp_path, before_launch=lambda demo: demo.fusemix.models.tiny_suite()) as (demo, url, _):
+        models = demo.fusemix.models
+        try:
+            with playwright_sync.sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.set_default_timeout(60_000)
+                page.goto(url)
+                page.get_by_role("button", name="Generate image").wait_for()
+                page.locator("#bridge-status").get_by_text("Training a FuseMix bridge").wait_for()
+                page.locator("input[type=file]").first.set_input_files(str(EXAMPLES / "bell.wav"))
+                page.locator("audio, .waveform-container, [data-testid=waveform-Sound]").first.wait_for(state="attached")
+                page.get_by_label("FuseMix bridge (on stand-ins)").check()
+                page.get_by_role("button", name="Generate image").click()
+                page.locator("#audio-image-info").get_by_text("answered through the caption-bank baseline").wait_for()
+                assert page.locator("#audio-image-results img").first.is_visible()
+                browser.close()
+        finally:
+            monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", "raise SystemExit(1)"])
+            models.live.proc.kill()
+            assert models.live_sound.wait(60)["state"] == "failed"
