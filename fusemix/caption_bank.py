@@ -111,13 +111,8 @@ class CaptionBank:
         self.complete = threading.Event()  # set once nothing is pending (or the background build failed)
         self.complete.set()
 
-    @property
-    def captions(self) -> list[str]:
-        return self._rows[0]
-
-    @property
-    def embeddings(self) -> torch.Tensor:
-        return self._rows[1]
+    captions = property(lambda self: self._rows[0], doc="the captions, in bank order")
+    embeddings = property(lambda self: self._rows[1], doc="their L2-normalised CLAP text embeddings [N, dim]")
 
     def __len__(self) -> int:
         return len(self.captions)
