@@ -282,8 +282,7 @@ class Demo:
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
-        m, extra, how = self.models, "", None
-        enc = m.clap_audio()
+        m, extra, how, enc = self.models, "", None, self.models.clap_audio()
         wav = self._decode(path, enc.sample_rate)
         adapter, live = m.sound_adapter() if route == "fusemix" else (None, None)
         scorer = "fusemix" if route == "fusemix" and adapter is None and not m.wants_live_sound else "reference"
@@ -391,9 +390,10 @@ def _examples(kind: str) -> list[list[str]]:
 
 
 def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
-                results, examples: str, k: int = 6) -> None:
+                results, examples: str, k: int = 6, status=None) -> None:
     """One search tab: ``inputs`` orders the query, the choice of scorer / route, the gallery and top-k as
-    ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components."""
+    ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components;
+    ``status``: a live status line (a function, also served as an API endpoint of its name)."""
     lim, tab = models.settings.limits, T["tabs"][name]
     with _tab(models, name, available) as choices:
         with gr.Row():
@@ -406,6 +406,9 @@ def _search_tab(models: DemoModels, name: str, handler, available: bool, query, 
                 run = gr.Button(tab["button"], variant="primary", elem_id=f"{tab['id']}-run")
                 if _examples(examples):
                     gr.Examples(_examples(examples), inputs=parts[:1], label=T["example_labels"][examples])
+                if status is not None:
+                    gr.Markdown(status, every=3.0, elem_id=f"{tab['id']}-status")
+                    gr.api(status, api_name=status.__name__)
             with gr.Column(scale=2):
                 outputs = [results(elem_id=f"{tab['id']}-results"), gr.Markdown(elem_id=f"{tab['id']}-info")]
     kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
@@ -446,12 +449,6 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
 
             gr.Markdown(bridge_status, every=3.0, elem_id="bridge-status")
             gr.api(bridge_status, api_name="bridge_status")
-        if models.wants_live_sound:
-            def sound_adapter_status() -> str:
-                """What the Sound -> Images adapter trained on this machine is doing (training, ready or failed)."""
-                return models.live_sound.label() if models.live_sound else T["live_pending"]
-
-            gr.api(sound_adapter_status, api_name="sound_adapter_status")
     run.click(user_errors(logic.audio_to_image), inputs, outputs, api_name="audio_to_image",
               concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 
@@ -484,8 +481,11 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
         settings = Settings.from_env(profile=profile, strict=strict, gallery=gallery, weights=weights)
     install_atomic_gradio_cache()
     models = DemoModels(settings, resolution or resolve_profile(settings))
-    logic = Demo(models)
-    lim = settings.limits
+    logic, lim = Demo(models), settings.limits
+
+    def sound_adapter_status() -> str:
+        """What the Sound -> Images adapter trained on this machine is doing (training, ready or failed)."""
+        return models.live_sound.label() if models.live_sound else T["live_pending"]
 
     with gr.Blocks(title=T["title"] + (" — untrained stand-ins" if models.standin else "")) as demo:
         gr.Markdown(T["header"])
@@ -501,7 +501,8 @@ def build_demo(profile: str | None = None, *, strict: bool | None = None, galler
                         lambda **kw: gr.Audio(sources=["upload", "microphone"], type="filepath",
                                               label=f"Sound (up to {lim.max_audio_seconds:g} s)", **kw),
                         ("query", "choice", "gallery", "k"),
-                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio")
+                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio",
+                        status=sound_adapter_status if models.wants_live_sound else None)
             _search_tab(models, "image_to_captions", logic.image_to_captions, models.has_fusion("image", "text"),
                         lambda **kw: read_uploads_with(  # checked from the header before Gradio decodes it
                             gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], **kw),

@@ -326,9 +326,7 @@ class DemoModels:
     def bridge_entry(self) -> AdapterEntry | None:
         return next((e for e in self.adapters if e.kind == "bridge"), None)
 
-    @property
-    def sound_entry(self) -> AdapterEntry | None:
-        return next((e for e in self.adapters if e.kind == "sound"), None)
+    sound_entry = property(lambda self: next((e for e in self.adapters if e.kind == "sound"), None))  # CLAP -> CLIP
 
     @property
     def has_bridge(self) -> bool:

@@ -155,7 +155,7 @@ def test_the_app_answers_through_gradio_client_while_both_trainings_run(suite, t
             assert models.live_sound.wait(60)["state"] == "failed"
 
 
-def test_in_a_real_browser_the_bridge_route_answers_while_the_bridge_trains(suite, tmp_path, monkeypatch):
+def test_in_a_real_browser_the_bridge_route_answers_while_the_bridge_trains_and_each_tab_says_so(suite, tmp_path, monkeypatch):
     import sys
 
     playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -182,6 +182,8 @@ def test_in_a_real_browser_the_bridge_route_answers_while_the_bridge_trains(suit
                 page.get_by_role("button", name="Generate image").click()
                 page.locator("#audio-image-info").get_by_text("answered through the caption-bank baseline").wait_for()
                 assert page.locator("#audio-image-results img").first.is_visible()
+                page.get_by_role("tab", name="Sound → Images").click()  # its own status line, live
+                page.locator("#sound-images-status").get_by_text("Training a FuseMix sound adapter").wait_for()
                 browser.close()
         finally:
             monkeypatch.setattr(LiveBridge, "command", lambda self: [sys.executable, "-c", "raise SystemExit(1)"])
