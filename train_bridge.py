@@ -7,6 +7,10 @@ input on its own tower's mean; the audio mean needs only unlabelled clips.
 
     python train_bridge.py --clap laion/clap-htsat-unfused --sd stabilityai/sd-turbo --out weights/bridge
     python train_bridge.py ... --captions my_captions.txt --audio demo/examples   # own corpus, audio mean
+    python train_bridge.py --clap laion/clap-htsat-unfused --clip openai/clip-vit-base-patch32 --out weights/sound
+
+With ``--clip`` the target is a CLIP's text space instead (pooled, projected text embeddings): the
+Sound -> Images adapter, whose output searches the images that CLIP embedded.
 
 Steps: encode the corpus with both text encoders (cached latents, like every extraction) ->
 train.py --model bridge (captions only) -> record the audio mean of the given clips -> write the
@@ -19,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -34,7 +37,8 @@ from typing import Callable
 import torch
 
 import train
-from fusemix.caption_bank import load_captions
+from fusemix.bridge.model import TARGETS
+from fusemix.caption_bank import default_bank_path, load_captions, sample_captions
 from fusemix.conventions import audio_files, cache_root
 from fusemix.hardware import describe as describe_hardware
 from fusemix.latents import save_latent_pairs
@@ -42,8 +46,8 @@ from fusemix.pairs import PairSource
 
 logger = logging.getLogger(__name__)
 
-CODE_VERSION = "1"  # bump when a change here or in the bridge makes cached bridges stale
-DEFAULT_CORPUS = Path(__file__).resolve().parent / "fusemix" / "data" / "sound_captions.txt"
+CODE_VERSION = "2"  # bump when a change here or in the bridge makes cached bridges stale
+DEFAULT_CORPUS = default_bank_path()  # the sound corpus, also the caption-bank baseline's bank
 # Captions to train on: enough for most of the R@1 (docs/real_bridge.md), few enough for a CPU start-up
 # (docs/space.md); a GPU encodes the whole corpus.
 DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
@@ -51,6 +55,7 @@ DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
 BRIDGE_ARGS = ["--model", "bridge", "--weight_decay", "0.01"]
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+NAMES = {"sd-text": "conditioning bridge", "clip-text": "sound adapter"}  # what each target's bridge is called
 
 
 class CaptionSource(PairSource):
@@ -75,11 +80,12 @@ class BridgeJob:
     """What a captions-only bridge is trained from; its key names the cached result."""
 
     clap_model: str
-    sd_model: str
+    sd_model: str  # the target model: an SD repo, or a CLIP with target="clip-text"
     captions: list[str]
     corpus: str  # where the captions came from (a path), for the model card
     seed: int = 0
     train_args: list[str] = field(default_factory=list)
+    target: str = "sd-text"  # the target encoder's kind (fusemix.bridge.model.TARGETS)
 
     @property
     def corpus_sha256(self) -> str:
@@ -88,25 +94,26 @@ class BridgeJob:
     @property
     def key(self) -> str:
         payload = [CODE_VERSION, self.clap_model, self.sd_model, self.corpus_sha256, self.seed,
-                   BRIDGE_ARGS + self.train_args]
+                   BRIDGE_ARGS + self.train_args, self.target]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 
 def make_job(clap_model: str, sd_model: str, captions: str | os.PathLike | None = None,
              max_captions: int | None = DEFAULT_MAX_CAPTIONS, seed: int = 0,
-             train_args: list[str] | None = None) -> BridgeJob:
+             train_args: list[str] | None = None, target: str = "sd-text") -> BridgeJob:
     """The job for a corpus file (default: fusemix's sound captions), at most ``max_captions`` of it
-    (a seeded sample, so the key is stable)."""
+    (a seeded sample, so the key is stable); ``target`` "clip-text" maps into a CLIP's text space."""
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     path = Path(captions) if captions else DEFAULT_CORPUS
     caps = load_captions(path)
     if max_captions is not None:
         if max_captions < 20:
             raise ValueError(f"max_captions must be at least 20 (train/held-out split), got {max_captions}")
-        if len(caps) > max_captions:
-            caps = sorted(random.Random(seed).sample(caps, max_captions))
+        caps = sample_captions(caps, max_captions, seed)
     if len(caps) < 20:
         raise ValueError(f"{path} holds {len(caps)} captions; a bridge needs at least 20")
-    return BridgeJob(str(clap_model), str(sd_model), caps, str(path), seed, list(train_args or []))
+    return BridgeJob(str(clap_model), str(sd_model), caps, str(path), seed, list(train_args or []), target)
 
 
 def model_card(job: BridgeJob, info: dict) -> str:
@@ -114,11 +121,14 @@ def model_card(job: BridgeJob, info: dict) -> str:
             if info["audio_clips"] else
             "none: no clips were given, so audio is centred on the CLAP *text* mean (the modality gap "
             "is not corrected)")
+    clip = job.target == "clip-text"
     return "\n".join([
-        "# FuseMix conditioning bridge, trained from captions alone", "",
-        "CLAP text latents -> Stable Diffusion `prompt_embeds`, serving CLAP audio latents (route b).",
+        f"# FuseMix {NAMES[job.target]}, trained from captions alone", "",
+        "CLAP text latents -> " + ("the CLIP text embedding (CLIP's image-text space: Sound -> Images)" if clip
+                                   else "Stable Diffusion `prompt_embeds`") + ", serving CLAP audio latents (route b).",
         "", "| | |", "| --- | --- |",
-        f"| CLAP | `{job.clap_model}` |", f"| Stable Diffusion text encoder | `{job.sd_model}` |",
+        f"| CLAP | `{job.clap_model}` |",
+        f"| {'CLIP text tower' if clip else 'Stable Diffusion text encoder'} | `{job.sd_model}` |",
         f"| caption corpus | `{job.corpus}` |", f"| corpus sha256 | `{job.corpus_sha256}` |",
         f"| captions | {len(job.captions)} |", f"| training steps | {info['steps']} |",
         f"| held-out caption R@1 (pooled) | {info['heldout_r1']:.3f} among {info['heldout']} |",
@@ -134,7 +144,6 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
     from fusemix.bridge import ConditioningBridge
     from fusemix.encoders import load_encoder
     from fusemix.extract import run_extraction
-    from fusemix.train_state import latest_checkpoint
 
     report = progress or (lambda stage, done, total: None)
     out = Path(out)
@@ -144,16 +153,14 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
         tmp = Path(tmp)
         report("encoding captions", 0, len(job.captions))
-        pairs = run_extraction(CaptionSource(job.captions), f"clap-text:{job.clap_model}", f"sd-text:{job.sd_model}",
+        pairs = run_extraction(CaptionSource(job.captions), f"clap-text:{job.clap_model}", f"{job.target}:{job.sd_model}",
                                latent_cache or cache_root("latents"), num_workers=0, progress=False).pairs
         report("encoding captions", len(job.captions), len(job.captions))
         latents = save_latent_pairs(tmp / "captions.safetensors", pairs)
         run = tmp / "run"
         settings = [*BRIDGE_ARGS, "--seed", str(job.seed), *job.train_args]
         result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
-        last = latest_checkpoint(run)
-        best = json.loads((last / "trainer_state.json").read_text()).get("best_checkpoint")
-        bridge = ConditioningBridge.from_pretrained(run / best if best else last)
+        bridge = ConditioningBridge.from_pretrained(chosen_checkpoint(run))
         if clips:
             report("audio mean", 0, len(clips))
             enc = load_encoder("clap-audio", job.clap_model)
@@ -175,6 +182,20 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         os.replace(final, out)
         shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def chosen_checkpoint(run: Path) -> Path:
+    """train.py's best checkpoint, except that a tie goes to the last one: a small held-out slice saturates
+    R@1 early and train.py keeps the first of equals, a barely trained bridge (docs/audio_to_image.md)."""
+    from fusemix.train_state import latest_checkpoint
+
+    last = latest_checkpoint(run)
+    state = json.loads((last / "trainer_state.json").read_text())
+    step = int(last.name.rsplit("-", 1)[1])
+    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    at_last = next((e["mean_R@1"] for e in evals if e.get("step") == step and "mean_R@1" in e), None)
+    best = state.get("best_checkpoint")
+    return last if best is None or (at_last is not None and at_last >= state["best_metric"]) else run / best
 
 
 def cached_bridge(job: BridgeJob, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -211,12 +232,16 @@ def ensure_bridge(job: BridgeJob, cache_dir=None, **kwargs) -> Path:
 class LiveBridge:
     """FuseMix live: an app with no trained bridge trains one for ``clap_model`` -> ``sd_model`` in a
     child process (cached, so a restart reuses it) while its caption route serves; ``label()`` is the
-    status line to show. ``job_kw`` (e.g. ``max_captions``, ``train_args``) go to :func:`make_job`."""
+    status line to show. ``job_kw`` (e.g. ``max_captions``, ``train_args``, ``target``) go to
+    :func:`make_job`; ``after``: another LiveBridge to let finish first (one training at a time on a small CPU)."""
 
-    def __init__(self, clap_model: str, sd_model: str, *, audio=(), standin: bool = False, **job_kw):
+    def __init__(self, clap_model: str, sd_model: str, *, audio=(), standin: bool = False,
+                 after: "LiveBridge | None" = None, **job_kw):
         self.job = make_job(clap_model, sd_model, **job_kw)
+        self.name = NAMES[self.job.target]
         self.out = cached_bridge(self.job)
-        self.audio, self.standin = list(audio), standin
+        self.audio, self.standin, self.after = list(audio), standin, after
+        self.proc: subprocess.Popen | None = None  # the training child, while one runs
         self.path: Path | None = None  # the trained bridge, once ready
         self.card: dict = {}
         self._lock = threading.Lock()
@@ -240,15 +265,20 @@ class LiveBridge:
         s = self.status()
         if s["state"] == "ready":
             c = self.card
-            text = (f"FuseMix bridge trained on this machine from {c['captions']} captions in {c['seconds']:.0f} s "
+            text = (f"FuseMix {self.short} trained on this machine from {c['captions']} captions in {c['seconds']:.0f} s "
                     f"(held-out R@1 {c['heldout_r1']:.2f})")
-            return text + (" - on RANDOM stand-in models, so its images are meaningless" if self.standin else "")
+            return text + (" - on RANDOM stand-in models, so its outputs are meaningless" if self.standin else "")
         if s["state"] == "training":
             where = f" {s['done']}/{s['total']}" if s["total"] else ""
-            return f"Training a FuseMix bridge on this machine: {s['stage']}{where}. The caption route serves meanwhile."
+            return (f"Training a FuseMix {self.short} on this machine: {s['stage']}{where}. "
+                    "The caption route serves meanwhile.")
         if s["state"] == "failed":
-            return f"The FuseMix bridge could not be trained here ({s['error']}); the caption route serves."
-        return "No FuseMix bridge yet; the caption route serves."
+            return f"The FuseMix {self.short} could not be trained here ({s['error']}); the caption route serves."
+        return f"No FuseMix {self.short} yet; the caption route serves."
+
+    @property
+    def short(self) -> str:
+        return self.name.removeprefix("conditioning ")
 
     def start(self) -> "LiveBridge":
         """Start training unless a cached bridge is found (then it is ready at once). Idempotent."""
@@ -279,7 +309,7 @@ class LiveBridge:
     def command(self) -> list[str]:
         """The ``train_bridge.py`` command that trains exactly ``self.job`` into its cache folder."""
         j = self.job
-        return [sys.executable, __file__, "--clap", j.clap_model, "--sd", j.sd_model,
+        return [sys.executable, __file__, "--clap", j.clap_model, "--clip" if j.target == "clip-text" else "--sd", j.sd_model,
                 "--captions", j.corpus, "--max_captions", str(len(j.captions)), "--seed", str(j.seed),
                 "--out", str(self.out), *(["--standin"] if self.standin else []),
                 *(["--audio", *map(str, self.audio)] if self.audio else []), *j.train_args]
@@ -288,10 +318,15 @@ class LiveBridge:
         """Train in a child process at the lowest CPU priority, so requests keep their speed."""
         from fusemix.bridge import ConditioningBridge
 
+        if self.after is not None:
+            self._set(stage="waiting for the other training to finish")
+            self.after.wait()
         t0, last = time.time(), ""
+        for stale in self.out.parent.glob(f".{self.out.name}.*"):  # the temporary folder of a killed training
+            shutil.rmtree(stale, ignore_errors=True)
         try:
-            proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                    preexec_fn=lambda: os.nice(19))
+            self.proc = proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                text=True, preexec_fn=lambda: os.nice(19))
             for line in proc.stderr:
                 last = line.strip() or last
                 m = re.match(r"^(.+): (\d+)/(\d+)$", line.strip())  # train_bridge.py's "stage: done/total"
@@ -310,17 +345,21 @@ class LiveBridge:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clap", required=True, help="CLAP hub id or local folder (its text tower encodes the corpus)")
-    p.add_argument("--sd", required=True, help="Stable Diffusion hub id or folder (its text encoder is the target)")
-    p.add_argument("--out", required=True, help="folder to write the bridge to (replaced atomically)")
+    to = p.add_mutually_exclusive_group(required=True)
+    to.add_argument("--sd", help="Stable Diffusion hub id or folder (its text encoder is the target)")
+    to.add_argument("--clip", help="CLIP hub id or folder: the target is its text space (the Sound -> Images adapter)")
+    p.add_argument("--out", help="folder to write the bridge to (replaced atomically); default: fusemix's cache, "
+                              "where one trained before for the same job is reused (as the app does)")
     p.add_argument("--captions", help=f"caption corpus, one per line (default: {DEFAULT_CORPUS.name})")
     p.add_argument("--max_captions", type=int, default=DEFAULT_MAX_CAPTIONS, help="use at most this many (0: all)")
     p.add_argument("--audio", nargs="*", default=[], help="unlabelled clips or folders for the audio mean")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--standin", action="store_true", help="the models are random stand-ins: say so in the card")
     args, extra = p.parse_known_args(argv)  # anything else goes to train.py (e.g. --epochs 50)
-    job = make_job(args.clap, args.sd, args.captions, args.max_captions or None, args.seed, extra)
-    out = train_caption_bridge(job, args.out, audio=args.audio, standin=args.standin,
-                               progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
+    job = make_job(args.clap, args.sd or args.clip, args.captions, args.max_captions or None, args.seed, extra,
+                   "clip-text" if args.clip else "sd-text")
+    kw = dict(audio=args.audio, standin=args.standin, progress=lambda s, d, t: print(f"{s}: {d}/{t}", file=sys.stderr))
+    out = train_caption_bridge(job, args.out, **kw) if args.out else ensure_bridge(job, **kw)
     print(json.dumps({"bridge": str(out), "captions": len(job.captions), "key": job.key}))
     return 0
 

@@ -11,6 +11,7 @@ positions, so its time is exact; CLAP's text tower sees longer sequences than wi
 vocabulary, so its share is an over-estimate.
 
     python benchmarks/live_bridge_time.py                 # ~3-5 minutes on 2 cores
+    python benchmarks/live_bridge_time.py --clip          # the Sound -> Images adapter (CLIP ViT-B/32 text tower)
 """
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+
+
+def build_clip_b32(root: Path) -> str:
+    """openai/clip-vit-base-patch32's text tower and projection (12 layers x 512), random, with a tiny tokenizer."""
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+
+    from fusemix.tiny import build_tiny_suite
+
+    tiny = build_tiny_suite(root / "tiny", extras=("clip",))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        CLIPTextModelWithProjection(CLIPTextConfig(projection_dim=512)).save_pretrained(root / "clip")
+    CLIPTokenizer.from_pretrained(tiny["clip"]).save_pretrained(root / "clip")
+    return str(root / "clip")
 
 
 def build_real_arch(root: Path) -> tuple[str, str]:
@@ -52,6 +67,7 @@ def main(argv=None) -> None:
     p.add_argument("--sample", type=int, default=200, help="captions actually encoded and trained on")
     p.add_argument("--captions", type=int, default=train_bridge.DEFAULT_MAX_CAPTIONS,
                    help="corpus size to extrapolate to (the app's default)")
+    p.add_argument("--clip", action="store_true", help="time the Sound -> Images adapter (CLAP -> CLIP text space)")
     args = p.parse_args(argv)
     from common import goal_line, machine_line
 
@@ -70,7 +86,8 @@ def main(argv=None) -> None:
             if stage == "encoding captions" and done == total:
                 marks.append(("training", time.perf_counter()))
 
-        job = train_bridge.make_job(clap, sd, max_captions=args.sample)
+        target = build_clip_b32(tmp) if args.clip else sd
+        job = train_bridge.make_job(clap, target, max_captions=args.sample, target="clip-text" if args.clip else "sd-text")
         t0 = time.perf_counter()
         train_bridge.train_caption_bridge(job, tmp / "bridge", audio=[ROOT / "demo" / "examples"], progress=progress)
         total = time.perf_counter() - t0

@@ -290,25 +290,31 @@ class Demo:
         if route not in ("fusemix", "baseline"):
             raise DemoInputError("Route must be 'fusemix' or 'baseline'.")
         progress(0.05, desc="Preparing the models and the gallery (slow only the first time)")
-        enc, extra = self.models.clap_audio(), ""
-        if route == "fusemix":
-            space = self.models.space("fusemix", "audio", "image")
-            gallery = self.models.image_gallery("fusemix", gallery_name, space)
-            progress(0.6, desc="Embedding the sound")
-            query = space.embed("audio", [self._decode(path, enc.sample_rate)])[0]
+        m, extra, how, enc = self.models, "", None, self.models.clap_audio()
+        wav = self._decode(path, enc.sample_rate)
+        adapter, live = m.sound_adapter() if route == "fusemix" else (None, None)
+        scorer = "fusemix" if route == "fusemix" and adapter is None and not m.wants_live_sound else "reference"
+        space = m.space(scorer, "audio" if scorer == "fusemix" else "text", "image")
+        if route == "fusemix" and scorer == "reference" and adapter is None:  # training (or failed): say so
+            route, extra = "baseline", f"\n\n**The FuseMix route answered through the baseline:** " \
+                                       f"{html.escape(live or T['live_pending'])}"
+        progress(0.5, desc="Embedding the sound")
+        if adapter is not None:  # CLAP audio -> adapter -> CLIP text space: the reference CLIP's image gallery
+            query = adapter.embed(enc.encode([wav], progress=False).to(m.device), "audio")[0].cpu()
+            how = T["route_text"]["adapter"].format(trained=live or "installed")
+        elif route == "fusemix":
+            query = space.embed("audio", [wav])[0]
         else:
-            progress(0.5, desc="Matching the sound to captions (CLAP)")
-            wav = self._decode(path, enc.sample_rate)
-            matches = self.models.caption_bank().search(enc.encode([wav], progress=False), k=3)[0]
-            space = self.models.space("reference", "text", "image")
-            gallery = self.models.image_gallery("reference", gallery_name, space)
+            matches = m.caption_bank().search(enc.encode([wav], progress=False), k=3)[0]
             query = space.embed("text", [matches[0].caption])[0]
-            extra = "\n\n**Matched captions:** " + "; ".join(
-                f"\"{html.escape(m.caption)}\" ({m.score:.3f})" for m in matches)
+            extra += "\n\n**Matched captions:** " + "; ".join(
+                f"\"{html.escape(x.caption)}\" ({x.score:.3f})" for x in matches)
+        gallery = m.image_gallery(scorer, gallery_name, space)
         progress(0.8, desc="Ranking the gallery")
         hits = gallery.search(query, k)
         return self._gallery_items(hits), self._info(
-            f"**Route:** {T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}.{extra}")
+            f"**Route:** {how or T['route_text'][route]}. **Gallery:** {self._gallery_text(gallery_name, gallery)}."
+            f"{extra}")
 
     def image_to_captions(self, image: str, scorer: str, top_k: int, progress=gr.Progress()) -> tuple[Any, str]:
         img = check_image_upload(image, self.limits)
@@ -384,9 +390,10 @@ def _gallery_picker(models: DemoModels):
 
 
 def _search_tab(models: DemoModels, name: str, handler, available: bool, query, inputs: tuple[str, ...],
-                results, examples: str, k: int = 6) -> None:
+                results, examples: str, k: int = 6, status=None) -> None:
     """One search tab: ``inputs`` orders the query, the choice of scorer / route, the gallery and top-k as
-    ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components."""
+    ``handler`` takes them (and as they are laid out); ``query`` and ``results`` make those components;
+    ``status``: a live status line (a function, also served as an API endpoint of its name)."""
     lim, tab = models.settings.limits, T["tabs"][name]
     with _tab(models, name, available) as choices:
         with gr.Row():
@@ -399,6 +406,9 @@ def _search_tab(models: DemoModels, name: str, handler, available: bool, query, 
                 run = gr.Button(tab["button"], variant="primary", elem_id=f"{tab['id']}-run")
                 if _examples(examples):
                     gr.Examples(_examples(examples), inputs=parts[:1], label=T["example_labels"][examples])
+                if status is not None:
+                    gr.Markdown(status, every=3.0, elem_id=f"{tab['id']}-status")
+                    gr.api(status, api_name=status.__name__)
             with gr.Column(scale=2):
                 outputs = [results(elem_id=f"{tab['id']}-results"), gr.Markdown(elem_id=f"{tab['id']}-info")]
     kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
@@ -469,8 +479,11 @@ def build_demo(settings: Settings | None = None, resolution: Resolution | None =
     settings = settings or Settings.from_env()
     install_atomic_gradio_cache()
     models = DemoModels(settings, resolution or resolve_profile(settings))
-    logic = Demo(models)
-    lim = settings.limits
+    logic, lim = Demo(models), settings.limits
+
+    def sound_adapter_status() -> str:
+        """What the Sound -> Images adapter trained on this machine is doing (training, ready or failed)."""
+        return models.live_sound.label() if models.live_sound else T["live_pending"]
 
     with gr.Blocks(title=T["title"] + (" — untrained stand-ins" if models.standin else "")) as demo:
         gr.Markdown(T["header"])
@@ -481,11 +494,13 @@ def build_demo(settings: Settings | None = None, resolution: Resolution | None =
                                                 placeholder="a cat with green eyes", **kw),
                         ("query", "gallery", "choice", "k"),
                         lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "caption")
-            _search_tab(models, "sound_to_images", logic.sound_to_images, models.has_fusion("audio", "image"),
+            _search_tab(models, "sound_to_images", logic.sound_to_images, models.has_fusion("audio", "image")
+                        or models.sound_entry is not None or models.wants_live_sound,
                         lambda **kw: gr.Audio(sources=["upload", "microphone"], type="filepath",
                                               label=f"Sound (up to {lim.max_audio_seconds:g} s)", **kw),
                         ("query", "choice", "gallery", "k"),
-                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio")
+                        lambda **kw: gr.Gallery(label="Top matches", columns=3, height="auto", **kw), "audio",
+                        status=sound_adapter_status if models.wants_live_sound else None)
             _search_tab(models, "image_to_captions", logic.image_to_captions, models.has_fusion("image", "text"),
                         lambda **kw: read_uploads_with(  # checked from the header before Gradio decodes it
                             gr.Image(type="filepath", label="Image", sources=["upload", "clipboard"], **kw),

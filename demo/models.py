@@ -21,7 +21,7 @@ import torch
 from huggingface_hub import HfApi, snapshot_download, try_to_load_from_cache
 
 from fusemix.bridge import ConditioningBridge
-from fusemix.caption_bank import CaptionBank, load_captions
+from fusemix.caption_bank import STARTER_CAPTIONS, CaptionBank, load_captions, sample_captions
 from fusemix.checkpoint import CheckpointError, from_pretrained_safetensors
 from demo import zerogpu
 from fusemix.conventions import SpecError, cache_root, parse_spec
@@ -258,6 +258,7 @@ def scan_adapters(root: str | os.PathLike) -> tuple[list[AdapterEntry], list[str
             problems.append(f"{d / 'config.json'}: unreadable ({exc})")
             continue
         kind = {"fusemix.FusionModel": "fusion", "fusemix.ConditioningBridge": "bridge"}.get(raw.get("model_type"))
+        kind = "sound" if kind == "bridge" and raw.get("target") == "clip-text" else kind  # CLAP -> CLIP text
         if kind is None:
             continue
         if not (d / "model.safetensors").is_file():
@@ -347,6 +348,8 @@ class DemoModels:
     def bridge_entry(self) -> AdapterEntry | None:
         return next((e for e in self.adapters if e.kind == "bridge"), None)
 
+    sound_entry = property(lambda self: next((e for e in self.adapters if e.kind == "sound"), None))  # CLAP -> CLIP
+
     @property
     def has_bridge(self) -> bool:
         """A bridge route is offered: an installed bridge, or one trained here (live)."""
@@ -371,19 +374,41 @@ class DemoModels:
         """The bridge trained on this machine (train_bridge.LiveBridge), once started; else None."""
         return self._values.get(("live",))
 
+    @property
+    def live_sound(self):
+        """The Sound -> Images adapter (CLAP -> reference CLIP text space) trained on this machine, or None."""
+        return self._values.get(("live sound",))
+
+    @property
+    def wants_live_sound(self) -> bool:
+        """Sound -> Images gets a captions-only adapter trained here: none installed, nor trained two-tower ones."""
+        fusion = self.fusion_entry("audio", "image")
+        return self.settings.live_bridge and self.sound_entry is None and (fusion is None or fusion.standin)
+
     def start_live_bridge(self):
-        """No installed bridge: train one from captions for the loaded CLAP + SD, in the background."""
-        if self.bridge_entry is not None or not self.settings.live_bridge:
+        """Train what is not installed from captions, in the background, one at a time: the bridge (CLAP ->
+        SD), then the Sound -> Images adapter (CLAP -> reference CLIP). Returns the bridge's LiveBridge."""
+        if not self.settings.live_bridge:
             return None
         from train_bridge import LiveBridge
 
-        def make():
+        def make(target, after=None):
             ids = self.model_ids()
             kw = {"max_captions": 300, "train_args": ["--epochs", "10"]} if self.standin else {}
-            return LiveBridge(ids["clap"], ids["sd"], audio=[REPO_ROOT / "demo" / "examples"], standin=self.standin,
-                              **kw).start()
+            return LiveBridge(ids["clap"], ids["reference" if target == "clip-text" else "sd"], target=target,
+                              audio=[REPO_ROOT / "demo" / "examples"], standin=self.standin, after=after, **kw).start()
 
-        return self._once(("live",), make)
+        bridge = self._once(("live",), lambda: make("sd-text")) if self.bridge_entry is None else None
+        if self.wants_live_sound:
+            self._once(("live sound",), lambda: make("clip-text", bridge))
+        return bridge
+
+    def sound_adapter(self):
+        """(the installed or live CLAP -> CLIP-text adapter, else None; the live status line or None)."""
+        live, entry, ids = self.live_sound, self.sound_entry, self.model_ids()
+        path = entry.path if entry else live.path if live and live.ready else None
+        return None if path is None else self._once(("sound adapter", str(path)), lambda: ConditioningBridge.from_pretrained(
+            path, clap_model=ids["clap"], sd_model=ids["reference"], map_location=self.device)), live and live.label()
 
     def live_bridge_for(self, a2i):
         """Attach the live bridge to ``a2i`` once it is ready; the live status line, or None without one."""
@@ -433,8 +458,8 @@ class DemoModels:
 
     @_shared
     def caption_bank(self):
-        """The zero-training baseline: CLAP text embeddings of fusemix's bundled caption bank (cached)."""
-        return CaptionBank.build(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
+        """The baseline's bank: the sound corpus in CLAP (cached; a sample serves while a cold start embeds the rest)."""
+        return CaptionBank.build_in_background(load_encoder("clap-text", self.model_ids()["clap"], device=self.device))
 
     @_shared
     def sd_pipeline(self):
@@ -538,14 +563,14 @@ class DemoModels:
         return self._once(("gallery", scorer, emb.fingerprint, name), build)
 
     def caption_gallery(self, scorer: str, space):
-        """Candidate captions for image -> captions: the default photos' captions + the caption bank."""
+        """Image -> captions candidates: the default photos' captions + a sample of the sound corpus (all: minutes)."""
         emb = space.embedder("text")
 
         def build():
             found: dict[str, dict] = {}  # caption -> meta; the first occurrence wins
             for c, f in zip(*default_captions()):
                 found.setdefault(c, {"caption": c, "source": f"caption of {f} (default gallery)"})
-            for c in load_captions():
+            for c in sample_captions(load_captions(), STARTER_CAPTIONS):
                 found.setdefault(c, {"caption": c, "source": "caption bank (sound descriptions)"})
             return Gallery.from_items(list(found), emb, modality="text", meta=list(found.values()),
                                       cache_dir=default_cache_dir(), name="demo-captions", progress=False)

@@ -1,13 +1,20 @@
 """The zero-training baseline: a sound's CLAP latent -> the nearest captions of a caption bank.
 
 Before any bridge is trained, a sound is described by the captions nearest its CLAP audio embedding,
-which become an ordinary Stable Diffusion prompt. The bank ships in ``fusemix/data/caption_bank.txt``;
-its embeddings are cached per (CLAP model, bank file).
+which become an ordinary Stable Diffusion prompt. The bank is the sound corpus the bridges train on,
+``fusemix/data/sound_captions.txt`` (7,700 captions); its embeddings are cached per (CLAP model, bank
+file, sample). Embedding all of it takes minutes on a CPU (docs/audio_to_image.md), so
+:meth:`CaptionBank.build_in_background` serves a seeded sample until the whole bank is cached.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
+import logging
 import os
+import random
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +28,19 @@ from .io import atomic_save_safetensors, sha256_file
 
 CACHE_VERSION = "1"
 MAX_CAPTION_CHARS = 300
+STARTER_CAPTIONS = 400  # what a cold start embeds at once (about what the first request can afford)
+logger = logging.getLogger(__name__)
+_EXITING = threading.Event()
+_BACKGROUND: list[threading.Thread] = []
+
+
+@atexit.register
+def _stop_background() -> None:
+    """Let background builds stop between batches before the interpreter goes: a daemon thread killed inside
+    a torch op aborts the process ("terminate called without an active exception")."""
+    _EXITING.set()
+    for t in _BACKGROUND:
+        t.join(timeout=30)
 
 
 class CaptionBankError(ValueError):
@@ -34,7 +54,12 @@ class CaptionMatch:
 
 
 def default_bank_path() -> Path:
-    return Path(str(resources.files("fusemix") / "data" / "caption_bank.txt"))
+    return Path(str(resources.files("fusemix") / "data" / "sound_captions.txt"))
+
+
+def sample_captions(captions: list[str], n: int | None, seed: int = 0) -> list[str]:
+    """At most ``n`` of ``captions``: a seeded sample (sorted, so it is stable), or all of them."""
+    return captions if n is None or len(captions) <= n else sorted(random.Random(seed).sample(captions, n))
 
 
 def load_captions(path: str | os.PathLike | None = None) -> list[str]:
@@ -65,8 +90,9 @@ def default_cache_dir() -> Path:
     return cache_root("caption_bank")
 
 
-def cache_key(model_id: str, revision: str | None, bank_sha256: str) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION}\n{model_id}\n{revision}\n{bank_sha256}".encode())
+def cache_key(model_id: str, revision: str | None, bank_sha256: str, sample: int | None = None) -> str:
+    extra = "" if sample is None else f"\nsample {sample}"
+    h = hashlib.sha256(f"v{CACHE_VERSION}\n{model_id}\n{revision}\n{bank_sha256}{extra}".encode())
     return h.hexdigest()[:24]
 
 
@@ -79,9 +105,14 @@ class CaptionBank:
                 f"need one embedding row per caption: {len(captions)} captions, embeddings {tuple(embeddings.shape)}")
         if not torch.isfinite(embeddings).all():
             raise CaptionBankError("caption embeddings hold NaN or inf values")
-        self.captions = list(captions)
-        self.embeddings = F.normalize(embeddings.float(), dim=-1)
+        self._rows = (list(captions), F.normalize(embeddings.float(), dim=-1))  # one attribute: swapped at once
         self.model_id = model_id
+        self.pending = 0  # captions still being embedded in the background (build_in_background)
+        self.complete = threading.Event()  # set once nothing is pending (or the background build failed)
+        self.complete.set()
+
+    captions = property(lambda self: self._rows[0], doc="the captions, in bank order")
+    embeddings = property(lambda self: self._rows[1], doc="their L2-normalised CLAP text embeddings [N, dim]")
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -92,27 +123,63 @@ class CaptionBank:
 
     @classmethod
     def build(cls, text_encoder, path: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-              batch_size: int = 64) -> "CaptionBank":
+              batch_size: int = 64, sample: int | None = None, cached_only: bool = False) -> "CaptionBank | None":
         """Embed the bank with a CLAP text encoder (``.encode(list[str])``, ``.model_id``), cached by
-        model id and revision (a local folder's content hash) and the bank file's sha256."""
+        model id and revision (a local folder's content hash), the bank file's sha256 and ``sample`` (at
+        most that many captions, :func:`sample_captions`); ``cached_only``: None unless it is cached."""
         path = Path(path) if path is not None else default_bank_path()
-        captions = load_captions(path)
+        captions = sample_captions(load_captions(path), sample)
         model_id = str(getattr(text_encoder, "model_id", "unknown"))
         bank_sha = sha256_file(path)
-        key = cache_key(model_id, getattr(text_encoder, "revision", None), bank_sha)
+        key = cache_key(model_id, getattr(text_encoder, "revision", None), bank_sha, sample)
         cache_file = Path(cache_dir or default_cache_dir()) / f"bank-{key}.safetensors"
         cached = _read_cache(cache_file, model_id, bank_sha, len(captions))
-        if cached is not None:
-            return cls(captions, cached, model_id)
+        if cached is not None or cached_only:
+            return None if cached is None else cls(captions, cached, model_id)
         if batch_size < 1:
             raise CaptionBankError(f"batch_size must be >= 1, got {batch_size}")
-        rows = [torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu()
-                for s in range(0, len(captions), batch_size)]
+        rows = []
+        for s in range(0, len(captions), batch_size):
+            if _EXITING.is_set():  # the interpreter is exiting: a background build stops between batches
+                raise CaptionBankError("stopped: the process is exiting")
+            rows.append(torch.as_tensor(text_encoder.encode(captions[s:s + batch_size])).float().cpu())
         emb = torch.cat(rows)
         bank = cls(captions, emb, model_id)
         atomic_save_safetensors(cache_file, {"embeddings": bank.embeddings}, {
             "model_id": model_id, "bank_sha256": bank_sha, "count": str(len(captions)),
             "format": f"fusemix.caption_bank.v{CACHE_VERSION}"})
+        return bank
+
+    @classmethod
+    def build_in_background(cls, text_encoder, path: str | os.PathLike | None = None,
+                            cache_dir: str | os.PathLike | None = None, starter: int = STARTER_CAPTIONS) -> "CaptionBank":
+        """The whole bank when it is cached; else a seeded sample of ``starter`` captions, embedded now, that
+        becomes the whole bank (``pending`` then 0) once a background thread at the lowest CPU
+        priority has embedded and cached the rest. A failure there leaves the sample serving (logged)."""
+        full = cls.build(text_encoder, path, cache_dir, cached_only=True)
+        if full is not None:
+            return full
+        bank = cls.build(text_encoder, path, cache_dir, sample=starter)
+        bank.pending = len(load_captions(path)) - len(bank)
+        if bank.pending <= 0:
+            return bank
+        bank.complete.clear()
+
+        def run():
+            try:
+                with contextlib.suppress(OSError, AttributeError):  # Linux: niceness is per thread
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+                whole = cls.build(text_encoder, path, cache_dir)
+                bank._rows, bank.pending = whole._rows, 0
+            except Exception as exc:  # noqa: BLE001 - the sample keeps serving
+                if not _EXITING.is_set():
+                    logger.warning("caption bank: embedding the whole bank failed (%s); %d captions serve", exc,
+                                   len(bank))
+            finally:
+                bank.complete.set()
+
+        _BACKGROUND.append(threading.Thread(target=run, name="fusemix-caption-bank", daemon=True))
+        _BACKGROUND[-1].start()
         return bank
 
     @torch.no_grad()
@@ -128,9 +195,10 @@ class CaptionBank:
             raise CaptionBankError("audio latents hold NaN or inf values")
         if not 1 <= k <= len(self):
             raise CaptionBankError(f"k must be between 1 and the bank size {len(self)}, got {k}")
-        sim = F.normalize(latents.float().cpu(), dim=-1) @ self.embeddings.t()
+        captions, embeddings = self._rows  # read once: a background build may swap them
+        sim = F.normalize(latents.float().cpu(), dim=-1) @ embeddings.t()
         scores, idx = sim.topk(k, dim=1)
-        return [[CaptionMatch(self.captions[i], float(s)) for s, i in zip(srow.tolist(), irow.tolist())]
+        return [[CaptionMatch(captions[i], float(s)) for s, i in zip(srow.tolist(), irow.tolist())]
                 for srow, irow in zip(scores, idx)]
 
 

@@ -38,7 +38,7 @@ def use_persistent_storage(root: str | None = None, env=None) -> bool:
 # --------------------------------------------------------------------------- encoder specs
 
 # Kinds of frozen encoder that fusemix.encoders can load (its registry must list exactly these).
-ENCODER_KINDS = ("clap-audio", "clap-text", "sd-text", "image", "sentence")
+ENCODER_KINDS = ("clap-audio", "clap-text", "sd-text", "image", "sentence", "clip-text")
 # The kind a bare model id gets when only its modality is known.
 DEFAULT_KIND = {"audio": "clap-audio", "image": "image", "text": "sentence"}
 

@@ -141,6 +141,41 @@ def test_from_latents_reads_dims_ids_and_tower():
         ConditioningBridge.from_latents(pairs, out_dim=768)
 
 
+def test_a_pooled_clip_text_target_is_a_one_token_bridge_that_learns_and_embeds_uncentred():
+    """Sound -> Images reuses the bridge: pooled [M, D] CLIP text targets are sequences of one token."""
+    g = torch.Generator().manual_seed(0)
+    x = F.normalize(torch.randn(256, 16, generator=g), dim=-1)
+    offset = 2.0 * F.normalize(torch.randn(12, generator=g), dim=0)  # CLIP embeddings share a common direction
+    y = F.normalize(x @ torch.randn(16, 12, generator=g) + offset, dim=-1)
+    pairs = LatentPairs(x, y, None, "text", "text", "clap-text:clap-x", "clip-text:openai/clip-vit-base-patch32")
+    b = ConditioningBridge.from_latents(pairs, depth=1, rank=12, dropout=0.0)
+    c = b.config
+    assert (c.seq_len, c.out_dim, c.target, c.sd_model) == (1, 12, "clip-text", "openai/clip-vit-base-patch32")
+    b.prepare_for_data(pairs)
+    assert torch.isfinite(b.pool_center).all()  # one token: nothing to leave out, no empty mean
+    opt = torch.optim.Adam(b.parameters(), lr=3e-3)
+    for step in range(300):
+        idx = torch.randint(0, 224, (64,), generator=g)
+        loss, logs = b.training_loss(x[idx], y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    za, zb = b.eval_embeddings(x[224:], y[224:])
+    assert (za @ zb.T).argmax(1).eq(torch.arange(32)).float().mean() > 0.8  # held-out R@1
+    # searched against *uncentred* targets (as a sound's query is against CLIP image embeddings): the raw
+    # output, shrunk toward the shared mean, ranks poorly; embed() keeps the trained direction at the targets' radius
+    held = y[224:]
+    r1 = lambda q: float((q @ held.T).argmax(1).eq(torch.arange(32)).float().mean())  # noqa: E731
+    e = b.embed(x[224:], "text")
+    assert torch.allclose(e.norm(dim=-1), torch.ones(32)) and float((e * held).sum(-1).mean()) > 0.85
+    assert r1(e) > 0.9 and r1(F.normalize(b(x[224:]).squeeze(1).detach(), dim=-1)) < 0.5
+    sd = LatentPairs(x, y, None, "text", "text", "clap-text:clap-x", "sd-text:stabilityai/sd-turbo")
+    with pytest.raises(BridgeConfigError, match=r"\[M, T, D\].*sd-text"):  # a pooled target needs the clip-text kind
+        ConditioningBridge.from_latents(sd)
+    with pytest.raises(BridgeConfigError, match="target="):
+        cfg(target="sentence")
+
+
 def test_inputs_are_centred_on_their_own_tower_when_its_mean_is_known():
     b = ConditioningBridge(cfg(train_modality="text"))
     g = torch.Generator().manual_seed(1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fusemix.caption_bank import CaptionBank, CaptionBankError, default_bank_path, load_captions
+from fusemix.caption_bank import CaptionBank, CaptionBankError, default_bank_path, load_captions, sample_captions
 
 
 class FakeTextEncoder:
@@ -25,10 +25,10 @@ class FakeTextEncoder:
         return F.normalize(torch.stack(rows), dim=-1)
 
 
-def test_bundled_bank_is_large_varied_and_clean():
+def test_bundled_bank_is_the_sound_corpus_large_varied_and_clean():
     caps = load_captions()
     raw = [ln.strip() for ln in default_bank_path().read_text().splitlines()]
-    assert len(caps) >= 300
+    assert default_bank_path().name == "sound_captions.txt" and len(caps) >= 3000
     assert len(caps) == len({c.lower() for c in caps})  # no duplicates, even up to case
     assert all(c and len(c) <= 120 and not c.startswith("#") for c in caps)
     text = " ".join(caps)
@@ -109,19 +109,61 @@ def test_search_ranks_by_cosine_and_validates():
         CaptionBank(caps, torch.zeros(3, 8), "x")
 
 
-def test_bundled_bank_through_the_tiny_clap_text_tower(tmp_path):
+def test_a_sample_of_the_bundled_bank_through_the_tiny_clap_text_tower(tmp_path):
     from fusemix.encoders import load_encoder
     from fusemix.tiny import save_tiny_clap
 
     save_tiny_clap(tmp_path / "clap")
     enc = load_encoder("clap-text", str(tmp_path / "clap"), device="cpu")
-    bank = CaptionBank.build(enc, cache_dir=tmp_path / "cache")
-    assert len(bank) == len(load_captions()) and bank.dim == enc.dim == 16
+    bank = CaptionBank.build(enc, cache_dir=tmp_path / "cache", sample=300)
+    assert bank.captions == sample_captions(load_captions(), 300) and bank.dim == enc.dim == 16
     assert torch.allclose(bank.embeddings.norm(dim=-1), torch.ones(len(bank)), atol=1e-5)
     # a caption's own CLAP text embedding finds that caption first
-    (m,) = bank.search(enc.encode(["a dog barking in a backyard"], progress=False), k=1)
-    assert m[0].caption == "a dog barking in a backyard"
+    (m,) = bank.search(enc.encode([bank.captions[17]], progress=False), k=1)
+    assert m[0].caption == bank.captions[17]
     calls = []
     enc.encode = lambda *a, **k: calls.append(1)  # a cache hit must not encode anything
-    again = CaptionBank.build(enc, cache_dir=tmp_path / "cache")
+    again = CaptionBank.build(enc, cache_dir=tmp_path / "cache", sample=300)
     assert not calls and torch.allclose(again.embeddings, bank.embeddings, atol=1e-6)
+
+
+def test_sample_captions_is_seeded_sorted_and_bounded():
+    caps = [f"caption {i:03d}" for i in range(100)]
+    a = sample_captions(caps, 10)
+    assert a == sample_captions(caps, 10) == sorted(a) and len(set(a)) == 10 and set(a) <= set(caps)
+    assert sample_captions(caps, 10, seed=1) != a
+    assert sample_captions(caps, None) == caps == sample_captions(caps, 100)
+
+
+def test_a_cold_start_serves_a_sample_while_the_whole_bank_embeds_in_the_background(tmp_path):
+    import threading
+
+    bank_file = tmp_path / "bank.txt"
+    bank_file.write_text("".join(f"sound number {i}\n" for i in range(50)))
+    gate = threading.Event()
+
+    class Slow(FakeTextEncoder):
+        def encode(self, texts, **kw):
+            if len(texts) > 10:  # the whole bank: held until the test lets it go
+                assert gate.wait(30)
+            return super().encode(texts, **kw)
+
+    enc = Slow()
+    bank = CaptionBank.build_in_background(enc, bank_file, tmp_path / "cache", starter=10)
+    assert len(bank) == 10 and bank.pending == 40 and not bank.complete.is_set()
+    assert bank.search(bank.embeddings[3], k=1)[0][0].caption == bank.captions[3]  # the sample serves meanwhile
+    gate.set()
+    assert bank.complete.wait(30) and len(bank) == 50 and bank.pending == 0
+    assert bank.captions == load_captions(bank_file)
+    calls = enc.calls
+    again = CaptionBank.build_in_background(enc, bank_file, tmp_path / "cache", starter=10)  # a restart: cached
+    assert len(again) == 50 and again.complete.is_set() and enc.calls == calls
+
+    class Broken(FakeTextEncoder):
+        def encode(self, texts, **kw):
+            if len(texts) > 10:
+                raise RuntimeError("out of memory")
+            return super().encode(texts, **kw)
+
+    other = CaptionBank.build_in_background(Broken("fake/broken"), bank_file, tmp_path / "cache", starter=10)
+    assert other.complete.wait(30) and len(other) == 10  # a failed background build leaves the sample serving

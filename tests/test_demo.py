@@ -409,9 +409,9 @@ def test_real_profile_without_adapters_says_so_and_offers_baselines(tmp_path):
     text = _markdown_text(demo)
     assert "Untrained stand-ins" not in text  # no banner on the real profile
     assert "the app trains one here from captions alone" in text  # the live bridge, not started before launch
-    assert "No trained FuseMix audio and image adapters are installed" in text
+    assert "from CLAP into CLIP's text space, trained on this machine from captions alone" in text  # Sound -> Images
     assert "No trained FuseMix text and image adapters are installed" in text
-    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["baseline"]]
+    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["fusemix", "baseline"]]
     assert list(_radio_values(demo, "Scorer")) == [["reference"], ["reference"]]
     assert demo.fusemix.models.loaded() == []
     assert not (tmp_path / "tiny").exists()  # nothing built or downloaded
@@ -433,7 +433,8 @@ def test_real_profile_offers_trained_adapters_first_and_ignores_standins(tmp_pat
     assert [e.path.name for e in models.adapters] == ["image-text"]
     assert any("stand-in" in p for p in models.adapter_problems)
     assert list(_radio_values(demo, "Scorer")) == [["fusemix", "reference"], ["fusemix", "reference"]]
-    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["baseline"]]  # live bridge, no audio adapter
+    # live bridge; no trained audio adapter, so Sound -> Images trains its own (the stand-in is ignored)
+    assert list(_radio_values(demo, "Route")) == [["bridge", "captions"], ["fusemix", "baseline"]]
 
 
 def test_incompatible_bridge_leaves_the_caption_route_working(shared_env, tmp_path):

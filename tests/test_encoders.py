@@ -78,7 +78,7 @@ def test_dims_are_read_from_configs(tiny, clap_audio):
 
 
 def test_registry_rejects_unknown_kind_and_bad_options(tiny):
-    assert set(ENCODER_KINDS) == {"clap-audio", "clap-text", "sd-text", "image", "sentence"}
+    assert set(ENCODER_KINDS) == {"clap-audio", "clap-text", "sd-text", "image", "sentence", "clip-text"}
     with pytest.raises(EncoderConfigError, match="unknown encoder kind"):
         load_encoder("video", tiny["clap"])
     with pytest.raises(EncoderConfigError, match="pooling"):

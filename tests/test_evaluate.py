@@ -1,12 +1,18 @@
-"""evaluate.py on the tiny profile: every route is generated, scored and drawn; the scoring pairs
-each clip's images with its own true caption (checked with a stand-in CLIP fitted to make it so)."""
+"""``python -m fusemix.evaluate`` on the tiny profile: every route is generated, scored and drawn; the
+scoring pairs each clip's images with its own true caption (checked with a stand-in CLIP fitted to make it so)."""
+import ast
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-import evaluate
-from evaluate import FLOOR, UPPER, evaluate_routes
+from fusemix import evaluate
+from fusemix.evaluate import FLOOR, UPPER, evaluate_routes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tiny_profile_runs_every_route_and_writes_table_and_grid(tmp_path, monkeypatch):
@@ -57,3 +63,16 @@ def test_pairs_come_from_a_manifest_and_a_useless_one_is_refused(tmp_path):
     (tmp_path / "bad.csv").write_text("file_name,caption\nnope.wav,x\n")
     with pytest.raises(ValueError, match="no usable"):
         evaluate.read_pairs(tmp_path / "bad.csv")
+
+
+def test_the_entry_points_and_the_layer_rule(tmp_path):
+    for cmd in ([sys.executable, "-m", "fusemix.evaluate", "--help"], [sys.executable, "evaluate.py", "--help"]):
+        out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and "--profile" in out.stdout, out.stderr
+    # the library's evaluation sits beside generation: it imports neither the app nor the scripts above it
+    tree = ast.parse(Path(evaluate.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in names if m.split(".")[0] in ("demo", "train", "train_bridge")}, names
+    with pytest.raises(FileNotFoundError, match="pass --bridge"):  # fusemix outside its repository
+        evaluate.train_bridge("clap", "sd", script=tmp_path / "train_bridge.py")

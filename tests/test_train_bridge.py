@@ -13,7 +13,7 @@ FAST = ["--epochs", "4", "--eval_every", "2", "--save_every", "2"]
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
-    return build_tiny_suite(tmp_path_factory.mktemp("tiny") / "models")
+    return build_tiny_suite(tmp_path_factory.mktemp("tiny") / "models", extras=("clip",))
 
 
 @pytest.fixture
@@ -86,3 +86,45 @@ def test_job_key_follows_corpus_models_and_settings(suite, tmp_path):
     assert tb.make_job("clap", "sd", corpus).key != a.key
     with pytest.raises(ValueError, match="at least 20"):
         tb.make_job("clap", "sd", corpus, max_captions=5)
+
+
+@pytest.mark.parametrize("final, chosen", [(1.0, "ckpt-000000150"), (0.9, "ckpt-000000025")])
+def test_a_tie_with_the_best_held_out_r1_goes_to_the_last_checkpoint(tmp_path, final, chosen):
+    """A small held-out slice saturates R@1 early; train.py keeps the first of equals, the bridge the last."""
+    for name in ("ckpt-000000025", "ckpt-000000150"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text(json.dumps(
+            {"best_checkpoint": "ckpt-000000025", "best_metric": 1.0}))
+    (tmp_path / "latest.json").write_text(json.dumps({"checkpoint": "ckpt-000000150"}))
+    rows = [{"kind": "eval", "step": 25, "mean_R@1": 1.0}, {"kind": "train", "step": 150, "loss": 0.1},
+            {"kind": "eval", "step": 150, "mean_R@1": final}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert tb.chosen_checkpoint(tmp_path) == tmp_path / chosen
+
+
+def test_one_command_trains_the_sound_adapter_into_the_reference_clips_text_space(suite, tmp_path, monkeypatch):
+    import torch
+
+    from fusemix.encoders import load_encoder
+    from fusemix.reference import ReferenceScorer
+
+    caps = ["a dog barks twice", "rain on a tin roof", "a kettle " * 60]  # the last one is cut at 77 tokens
+    enc = load_encoder("clip-text", str(suite["clip"]))  # the target: exactly the reference scorer's text space
+    assert torch.allclose(enc.encode(caps), ReferenceScorer.from_pretrained(str(suite["clip"])).embed_texts(caps),
+                          atol=1e-5) and enc.n_truncated == 1
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "sound"
+    assert tb.main(["--clap", str(suite["clap"]), "--clip", str(suite["clip"]), "--out", str(out),
+                    "--max_captions", "100", "--audio", "demo/examples", *FAST]) == 0
+    adapter = ConditioningBridge.from_pretrained(out, clap_model=str(suite["clap"]), sd_model=str(suite["clip"]))
+    c = adapter.config
+    assert (c.target, c.seq_len, c.out_dim, c.train_modality) == ("clip-text", 1, enc.dim, "text")
+    card = (out / "README.md").read_text()
+    assert "# FuseMix sound adapter" in card and "| CLIP text tower |" in card and "| captions | 100 |" in card
+    sd_job = tb.make_job(str(suite["clap"]), str(suite["clip"]), max_captions=100, train_args=FAST)
+    assert tb.make_job(str(suite["clap"]), str(suite["clip"]), max_captions=100, train_args=FAST,
+                       target="clip-text").key != sd_job.key  # one cache entry per target
+    with pytest.raises(SystemExit):  # one target per command
+        tb.main(["--clap", "c", "--sd", "s", "--clip", "c2"])
+    with pytest.raises(ValueError, match="target must be one of"):
+        tb.make_job(str(suite["clap"]), str(suite["clip"]), target="image")

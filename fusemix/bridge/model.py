@@ -4,6 +4,8 @@ The frozen SD text encoder's caption encodings are the regression targets, so th
 encoder's language. Heads predict ``seq_mean + target_std * head(x)`` (training starts at the right
 scale); the loss is InfoNCE on pooled sequences plus a sequence MSE. Captions-only training (CLAP text
 latents in, audio served) corrects CLAP's modality gap by centring each tower on its own mean.
+A pooled target ``[M, D]`` (``target="clip-text"``: CLIP's image-text space, for Sound -> Images) is a
+sequence of one token: the same bridge, heads and training serve both.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ MODEL_TYPE = "fusemix.ConditioningBridge"
 HEADS = ("direct", "lowrank")
 MODALITIES = ("audio", "text")
 TRAIN_MODALITIES = ("audio", "text", "both")
+TARGETS = ("sd-text", "clip-text")  # encoder kinds a bridge maps into
 # Fields of the removed "decoder" head: configs saved before its removal still load.
 REMOVED_FIELDS = ("decoder_dim", "decoder_layers", "decoder_heads", "memory_tokens")
 
@@ -35,6 +38,7 @@ class BridgeConfig:
 
     clap_model: str = "laion/clap-htsat-unfused"  # CLAP whose latents are the input
     sd_model: str = "stabilityai/sd-turbo"  # SD repo (or text-encoder id) whose prompt_embeds are the output
+    target: str = "sd-text"  # the target encoder's kind: sd-text (prompt_embeds) or clip-text (sd_model: a CLIP)
     in_dim: int = 512  # CLAP projection width
     seq_len: int = 77  # tokenizer.model_max_length of the SD text encoder
     out_dim: int = 1024  # SD text-encoder hidden size (768 for SD 1.x, 1024 for SD 2.x / sd-turbo)
@@ -59,6 +63,8 @@ class BridgeConfig:
                             f"slower, docs/audio_to_image.md); retrain with one of {HEADS}")
         elif self.head not in HEADS:
             problems.append(f"head={self.head!r} (choose one of {HEADS})")
+        if self.target not in TARGETS:
+            problems.append(f"target={self.target!r} (choose one of {TARGETS})")
         if self.train_modality not in TRAIN_MODALITIES:
             problems.append(f"train_modality={self.train_modality!r} (choose one of {TRAIN_MODALITIES})")
         for name in ("in_dim", "seq_len", "out_dim", "rank", "expansion"):
@@ -137,6 +143,16 @@ class LowRankHead(nn.Module):
 HEAD_CLASSES = {"direct": DirectHead, "lowrank": LowRankHead}  # the keys are HEADS
 
 
+def _as_seq(y: torch.Tensor) -> torch.Tensor:
+    """Pooled targets [B, D] as sequences of one token [B, 1, D]; sequences unchanged."""
+    return y.unsqueeze(1) if isinstance(y, torch.Tensor) and y.ndim == 2 else y
+
+
+def _tokens(seq: torch.Tensor) -> torch.Tensor:
+    """The tokens a pooled view averages: 1..T-1 (BOS is the same for every prompt), or the one token."""
+    return seq[:, 1:] if seq.shape[1] > 1 else seq
+
+
 class ConditioningBridge(nn.Module, Pretrained):
     """CLAP latent [B, in_dim] -> prompt_embeds [B, seq_len, out_dim] for a diffusers SD pipeline."""
 
@@ -162,23 +178,27 @@ class ConditioningBridge(nn.Module, Pretrained):
 
     @classmethod
     def from_latents(cls, pairs, **overrides) -> "ConditioningBridge":
-        """Build a bridge for a ``LatentPairs`` whose ``y`` is [M, T, D] SD caption encodings."""
-        if pairs.y.ndim != 3:
+        """Build a bridge for a ``LatentPairs`` whose ``y`` is [M, T, D] SD caption encodings (or pooled
+        [M, D] CLIP text embeddings: ``T = 1``)."""
+        target = kind_of(pairs.y_encoder) or "sd-text"
+        if pairs.y.ndim != {"clip-text": 2}.get(target, 3):
             raise BridgeConfigError(
-                f"a conditioning bridge needs y latents of shape [M, T, D] (SD prompt_embeds), got "
-                f"{tuple(pairs.y.shape)}; extract them with the 'sd-text' encoder")
+                f"a conditioning bridge needs y latents of shape [M, T, D] (SD prompt_embeds) or [M, D] (clip-text), "
+                f"got {tuple(pairs.y.shape)} from {pairs.y_encoder!r}; extract them with the 'sd-text' or "
+                f"'clip-text' encoder")
         x_mod = f"{pairs.x_modality} {kind_of(pairs.x_encoder) or ''}".lower()
         modality = ("both" if "text" in x_mod and "audio" in x_mod else "text" if "text" in x_mod
                     else "audio" if "audio" in x_mod else None)
         base = dict(clap_model=model_id_of(pairs.x_encoder), sd_model=model_id_of(pairs.y_encoder),
-                    in_dim=int(pairs.x.shape[1]), seq_len=int(pairs.y.shape[1]), out_dim=int(pairs.y.shape[2]))
+                    in_dim=int(pairs.x.shape[1]), seq_len=int(_as_seq(pairs.y).shape[1]),
+                    out_dim=int(pairs.y.shape[-1]), target=target)
         if modality is not None:
             base["train_modality"] = modality
         elif "train_modality" not in overrides:
             raise BridgeConfigError(
                 f"cannot tell which CLAP tower produced x (x_modality={pairs.x_modality!r}); "
                 f"pass train_modality= one of {TRAIN_MODALITIES}")
-        fixed = {"in_dim", "seq_len", "out_dim"} & set(overrides)
+        fixed = {"in_dim", "seq_len", "out_dim", "target"} & set(overrides)
         if fixed:
             raise BridgeConfigError(f"{sorted(fixed)} come from the latent file's shapes and cannot be overridden")
         return cls(BridgeConfig(**{**base, **overrides}))
@@ -187,6 +207,7 @@ class ConditioningBridge(nn.Module, Pretrained):
     def initialize_from_data(self, x: torch.Tensor, y: torch.Tensor, max_rows: int = 4096, seed: int = 0) -> dict:
         """Fit the target statistics (and the low-rank basis) on at most ``max_rows`` seeded random rows of
         the training data, so it stays cheap on big caches; returns what it measured."""
+        y = _as_seq(y)
         self._check_pairs(x, y)
         if y.shape[0] > max_rows:
             idx = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed))[:max_rows]
@@ -197,7 +218,7 @@ class ConditioningBridge(nn.Module, Pretrained):
         centred = y - mean
         self.seq_mean.copy_(mean)
         self.target_std.fill_(float(centred.pow(2).mean().sqrt().clamp_min(1e-8)))
-        self.pool_center.copy_(y[:, 1:].mean(1).mean(0))
+        self.pool_center.copy_(_tokens(y).mean(1).mean(0))
         xf = x.to(dev, torch.float32)
         self.input_mean.copy_(xf.mean(0))
         self.input_scale.fill_(float((xf - self.input_mean).norm(dim=-1).pow(2).mean().sqrt().clamp_min(1e-8)))
@@ -250,7 +271,15 @@ class ConditioningBridge(nn.Module, Pretrained):
     def pool(self, seq: torch.Tensor) -> torch.Tensor:
         """L2-normalised, centred mean of tokens 1..T-1: BOS is the same for every prompt, EOS's
         position depends on the prompt's length, and uncentred vectors share one common direction."""
-        return F.normalize(seq[:, 1:].float().mean(1) - self.pool_center.float(), dim=-1)
+        return F.normalize(_tokens(_as_seq(seq)).float().mean(1) - self.pool_center.float(), dim=-1)
+
+    @torch.no_grad()
+    def embed(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
+        """Unit vectors [B, D] in the target's own, uncentred space (for a clip-text bridge: comparable with
+        CLIP image embeddings): the pooled direction InfoNCE trained, placed at the targets' RMS distance
+        from their mean. Why: the raw output shrinks toward the mean, which then outweighs the sound."""
+        radius = self.target_std.float() * math.sqrt(self.config.out_dim)  # exact for one-token targets
+        return F.normalize(self.pool_center.float() + radius * self.pool(self._predict(x, modality)), dim=-1)
 
     # ---- the model interface train.py uses, shared with fusemix.model.FusionModel
 
@@ -260,6 +289,7 @@ class ConditioningBridge(nn.Module, Pretrained):
 
     def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss on one (already FuseMix-mixed) batch of CLAP latents and caption encodings."""
+        y = _as_seq(y)
         self._check_pairs(x, y)
         if not bool(self.initialized) and self.config.head == "lowrank":
             raise BridgeConfigError("the lowrank head needs initialize_from_data(x_train, y_train) before training")
@@ -285,14 +315,14 @@ class ConditioningBridge(nn.Module, Pretrained):
                         modality: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled, L2-normalised (bridge output, caption encoding) pairs for retrieval R@K."""
         za = torch.cat([self.pool(self._predict(x[i:i + chunk], modality)) for i in range(0, x.shape[0], chunk)])
-        zb = torch.cat([self.pool(y[i:i + chunk].to(self.seq_mean.device)) for i in range(0, y.shape[0], chunk)])
+        zb = torch.cat([self.pool(_as_seq(y[i:i + chunk]).to(self.seq_mean.device)) for i in range(0, y.shape[0], chunk)])
         return za, zb
 
     @torch.no_grad()
     def sequence_metrics(self, x: torch.Tensor, y: torch.Tensor, modality: str | None = None) -> dict[str, float]:
         """How close predicted sequences are to the targets: relative MSE and mean token cosine."""
         pred = self._predict(x, modality).float()
-        y = y.to(pred.device, torch.float32)
+        y = _as_seq(y).to(pred.device, torch.float32)
         rel_mse = float((pred - y).pow(2).mean() / (y - self.seq_mean).pow(2).mean().clamp_min(1e-12))
         # token cosine after removing the mean sequence: 0 = no better than the mean, 1 = exact
         cos = F.cosine_similarity((pred - self.seq_mean).flatten(1), (y - self.seq_mean).flatten(1), dim=-1)
@@ -307,7 +337,8 @@ class ConditioningBridge(nn.Module, Pretrained):
 
     def _weights_metadata(self) -> dict[str, str]:
         c = self.config
-        return {"model_type": MODEL_TYPE, "clap_model": c.clap_model, "sd_model": c.sd_model, "out_dim": str(c.out_dim)}
+        return {"model_type": MODEL_TYPE, "clap_model": c.clap_model, "sd_model": c.sd_model, "out_dim": str(c.out_dim),
+                "target": c.target}
 
     @classmethod
     def _from_config(cls, cfg_path: Path, raw: dict) -> "ConditioningBridge":

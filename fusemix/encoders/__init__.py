@@ -16,6 +16,7 @@ _KINDS = {
     "sd-text": ("sd_text", "SdTextEncoder"),
     "image": ("image", "ImageEncoder"),
     "sentence": ("sentence", "SentenceEncoder"),
+    "clip-text": ("clip_text", "ClipTextEncoder"),
 }
 assert tuple(_KINDS) == ENCODER_KINDS, "the registry must list exactly conventions.ENCODER_KINDS"
 
