@@ -382,10 +382,18 @@ def _examples(kind: str) -> list[list[str]]:
     return [[str(root / f)] for f in T["image_example_files"] if (root / f).is_file()]
 
 
+def _status_line(fn, elem_id: str | None, api_name: str | None) -> None:
+    """A line showing ``fn()``, refreshed every 3 s outside the queue (polls never wait behind searches);
+    the same event is the API endpoint ``api_name`` (None: not in the API)."""
+    md = gr.Markdown(fn(), elem_id=elem_id, elem_classes=["route-note"])
+    gr.Timer(3.0).tick(fn, None, md, queue=False, show_progress="hidden",
+                       **({"api_name": api_name} if api_name else {"api_visibility": "private"}))
+
+
 def _gallery_picker(models: DemoModels):
     """The gallery dropdown (the hub photos first when offered) under the hub gallery's progress line."""
     if models.hub is not None:
-        gr.Markdown(models.hub.status, every=3.0, elem_classes=["route-note"])
+        _status_line(models.hub.status, None, None)
     return gr.Dropdown(models.gallery_names(), value=models.gallery_names()[0], label="Gallery")
 
 
@@ -407,8 +415,7 @@ def _search_tab(models: DemoModels, name: str, handler, available: bool, query, 
                 if _examples(examples):
                     gr.Examples(_examples(examples), inputs=parts[:1], label=T["example_labels"][examples])
                 if status is not None:
-                    gr.Markdown(status, every=3.0, elem_id=f"{tab['id']}-status")
-                    gr.api(status, api_name=status.__name__)
+                    _status_line(status, f"{tab['id']}-status", status.__name__)
             with gr.Column(scale=2):
                 outputs = [results(elem_id=f"{tab['id']}-results"), gr.Markdown(elem_id=f"{tab['id']}-info")]
     kw = dict(concurrency_limit=lim.search_concurrency, concurrency_id="search")
@@ -448,8 +455,7 @@ def _audio_tab(models: DemoModels, logic: Demo) -> None:
                 (captions, seconds, held-out R@1) or failed (why)."""
                 return models.live.label() if models.live else T["live_pending"]
 
-            md = gr.Markdown(bridge_status(), elem_id="bridge-status")  # refreshed, and the API endpoint:
-            gr.Timer(3.0).tick(bridge_status, None, md, api_name="bridge_status", queue=False, show_progress="hidden")
+            _status_line(bridge_status, "bridge-status", "bridge_status")
     run.click(served(logic.audio_to_image, "audio_to_image", zerogpu.DURATIONS["generation"]), inputs, outputs,
               api_name="audio_to_image", concurrency_limit=lim.generation_concurrency, concurrency_id="generation")
 

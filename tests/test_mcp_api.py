@@ -105,7 +105,7 @@ def test_api_has_exactly_the_documented_endpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path / "cache"))
     demo = build_demo(settings=Settings.from_env(env={}, profile="tiny", tiny_root=str(tmp_path / "tiny")))
     api = demo.get_api_info()
-    assert set(api["named_endpoints"]) == {f"/{n}" for n in TOOLS | {"bridge_status"}}
+    assert set(api["named_endpoints"]) == {f"/{n}" for n in TOOLS | {"bridge_status", "sound_adapter_status"}}
     assert not api["unnamed_endpoints"]
     params = [p["parameter_name"] for p in api["named_endpoints"]["/audio_to_image"]["parameters"]]
     assert params == ["audio", "route", "steer_text", "steer_weight", "seed", "steps", "guidance", "size"]
@@ -118,12 +118,12 @@ def test_the_documented_gradio_client_examples_run(mcp_url, monkeypatch):
 
     api = (ROOT / "docs" / "space.md").read_text(encoding="utf-8").split("## API (gradio_client)", 1)[1]
     blocks = re.findall(r"```python\n(.*?)```", api.split("\n## ", 1)[0], re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     monkeypatch.chdir(ROOT)
     ran = set()
     for code in blocks:
         name = re.search(r'api_name="/(\w+)"', code).group(1)
-        if name == "bridge_status":  # this module's app does not train a bridge (tests/test_demo.py calls it)
+        if name.endswith("_status"):  # this module's app trains nothing (tests/test_demo.py calls them)
             continue
         code = (code.replace('"http://127.0.0.1:7860/"', repr(mcp_url.split("gradio_api")[0]))
                 .replace('"photo.jpg"', repr(str(default_gallery_dir() / "chelsea.png"))).replace(" 512,", " 64,"))
