@@ -53,6 +53,8 @@ DEFAULT_CORPUS = default_bank_path()  # the sound corpus, also the caption-bank 
 DEFAULT_MAX_CAPTIONS = 800 if not torch.cuda.is_available() else 7700
 # train.py's --preset auto picks the bridge's shape and schedule for the corpus size (docs/real_bridge.md).
 BRIDGE_ARGS = ["--model", "bridge", "--weight_decay", "0.01"]
+# per target: a one-token target is better fitted directly than through a low-rank basis (docs/audio_to_image.md)
+TARGET_ARGS = {"sd-text": [], "clip-text": ["--bridge_head", "direct"]}
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 NAMES = {"sd-text": "conditioning bridge", "clip-text": "sound adapter"}  # what each target's bridge is called
@@ -94,7 +96,7 @@ class BridgeJob:
     @property
     def key(self) -> str:
         payload = [CODE_VERSION, self.clap_model, self.sd_model, self.corpus_sha256, self.seed,
-                   BRIDGE_ARGS + self.train_args, self.target]
+                   BRIDGE_ARGS + TARGET_ARGS[self.target] + self.train_args, self.target]
         return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 
@@ -158,7 +160,7 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         report("encoding captions", len(job.captions), len(job.captions))
         latents = save_latent_pairs(tmp / "captions.safetensors", pairs)
         run = tmp / "run"
-        settings = [*BRIDGE_ARGS, "--seed", str(job.seed), *job.train_args]
+        settings = [*BRIDGE_ARGS, *TARGET_ARGS[job.target], "--seed", str(job.seed), *job.train_args]
         result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
         bridge = ConditioningBridge.from_pretrained(chosen_checkpoint(run))
         if clips:
