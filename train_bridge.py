@@ -235,14 +235,16 @@ class LiveBridge:
     """FuseMix live: an app with no trained bridge trains one for ``clap_model`` -> ``sd_model`` in a
     child process (cached, so a restart reuses it) while its caption route serves; ``label()`` is the
     status line to show. ``job_kw`` (e.g. ``max_captions``, ``train_args``, ``target``) go to
-    :func:`make_job`; ``after``: another LiveBridge to let finish first (one training at a time on a small CPU)."""
+    :func:`make_job`; ``after``: another LiveBridge to let finish first (one training at a time on a small CPU);
+    ``run_in``: train in this process through ``run_in(train_caption_bridge, job, out, **kw)`` instead (ZeroGPU:
+    a ``spaces.GPU`` call, which pickles the arguments and runs in a GPU worker; no step progress then)."""
 
     def __init__(self, clap_model: str, sd_model: str, *, audio=(), standin: bool = False,
-                 after: "LiveBridge | None" = None, **job_kw):
+                 after: "LiveBridge | None" = None, run_in=None, **job_kw):
         self.job = make_job(clap_model, sd_model, **job_kw)
         self.name = NAMES[self.job.target]
         self.out = cached_bridge(self.job)
-        self.audio, self.standin, self.after = list(audio), standin, after
+        self.audio, self.standin, self.after, self.run_in = list(audio), standin, after, run_in
         self.proc: subprocess.Popen | None = None  # the training child, while one runs
         self.path: Path | None = None  # the trained bridge, once ready
         self.card: dict = {}
@@ -327,6 +329,10 @@ class LiveBridge:
         for stale in self.out.parent.glob(f".{self.out.name}.*"):  # the temporary folder of a killed training
             shutil.rmtree(stale, ignore_errors=True)
         try:
+            if self.run_in is not None:
+                self._set(stage="training on the GPU")
+                self.run_in(train_caption_bridge, self.job, self.out, audio=self.audio, standin=self.standin)
+                return self._ready(ConditioningBridge.from_pretrained(self.out))
             self.proc = proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                 text=True, preexec_fn=lambda: os.nice(19))
             for line in proc.stderr:

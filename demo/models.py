@@ -395,6 +395,8 @@ class DemoModels:
         def make(target, after=None):
             ids = self.model_ids()
             kw = {"max_captions": 300, "train_args": ["--epochs", "10"]} if self.standin else {}
+            if zerogpu.active():  # no GPU outside a decorated call: train in this process, inside one
+                kw["run_in"] = self._once(("gpu training",), lambda: zerogpu.gpu(zerogpu.DURATIONS["training"])(zerogpu.call))
             return LiveBridge(ids["clap"], ids["reference" if target == "clip-text" else "sd"], target=target,
                               audio=[REPO_ROOT / "demo" / "examples"], standin=self.standin, after=after, **kw).start()
 

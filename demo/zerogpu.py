@@ -11,7 +11,8 @@ from fusemix.conventions import pick_device
 from fusemix.generation import default_params_for
 
 ENV = "SPACES_ZERO_GPU"  # what the spaces package reads (spaces/config.py): "1", "t" or "true"
-DURATIONS = {"generation": 60, "search": 30}  # seconds a call may hold the GPU; margin for a first call's setup
+# seconds a call may hold the GPU; margin for a first call's setup (training: encoding the corpus + ~150 steps)
+DURATIONS = {"generation": 60, "search": 30, "training": 180}
 
 
 def active(env=None) -> bool:
@@ -46,3 +47,8 @@ def generation_ranges(standin: bool, dev: torch.device, sd_model: str) -> dict:
     return {"sizes": [512, 576, 640, 704, 768] if on_gpu else [256, 320, 384, 448, 512], "size": 512,
             "max_steps": 8 if fast else (50 if on_gpu else 30), "guidance": d["guidance"], "max_guidance": 10.0,
             "steps": d["steps"] if on_gpu else (1 if fast else min(d["steps"], 12))}
+
+
+def call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; wrapped by :func:`gpu` it runs inside a ZeroGPU call (the start-up training)."""
+    return fn(*args, **kwargs)

@@ -91,6 +91,22 @@ def test_zerogpu_decorates_the_gpu_handlers_only(zero_gpu, tmp_path, monkeypatch
     assert demo.fusemix.models.device == torch.device("cuda") and demo.fusemix.models.loaded() == []
 
 
+def test_on_zerogpu_the_start_up_training_runs_in_process_inside_a_gpu_call(zero_gpu, tmp_path, monkeypatch):
+    """No GPU outside a decorated call on ZeroGPU: the live bridge and sound adapter train in this process,
+    through one ``spaces.GPU(duration=180)`` function, not in a child process; the result is cached as usual."""
+    import demo.models as dm
+
+    monkeypatch.setenv("FUSEMIX_CACHE", str(tmp_path / "cache"))
+    models = dm.DemoModels(dm.Settings.from_env(env={}, profile="tiny", tiny_root=str(tmp_path / "tiny")),
+                           dm.Resolution("tiny", "tiny"))
+    bridge = models.start_live_bridge()
+    assert bridge.wait(300)["state"] == "ready", bridge.status()
+    assert models.live_sound.wait(300)["state"] == "ready", models.live_sound.status()
+    assert zero_gpu == {"call": zerogpu.DURATIONS["training"]}  # decorated once, shared by both trainings
+    assert bridge.proc is None and models.live_sound.proc is None  # no child process was started
+    assert (bridge.path / "model.safetensors").is_file() and "trained on this machine" in bridge.label()
+
+
 def test_zerogpu_without_a_usable_spaces_package_runs_undecorated(monkeypatch, caplog):
     monkeypatch.setenv(zerogpu.ENV, "true")
     monkeypatch.setitem(sys.modules, "spaces", None)  # import spaces -> ImportError
