@@ -12,19 +12,22 @@ Methods, all in one run:
 - ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``);
 - ``ridge_x2y``, ``ridge_y2x``: ridge regression one space into the other, cosine retrieval there;
 - ``cca``: regularised CCA, cosine retrieval in the canonical space.
-Linear methods choose their regularisation by 5-fold cross-validation on the *training* pairs.
+Linear methods choose their regularisation by the same repeated 3-fold cross-validation on the
+*training* pairs as train.py's linear start (``fusemix.recipe.cv_splits``). A second table scores
+every method with CSLS (hubness-corrected retrieval), reported apart from the goal.
 train.py runs in-process (``train.main``); its best checkpoint (chosen on its own held-out slice of
 the training pairs) is loaded with ``FusionModel.from_pretrained`` and embeds the test scenes.
 
 Latents are cached under ``fusemix.conventions.cache_root("real_encoders")``, keyed by the corpus
 hash and each encoder's ``describe()``. MPNet comes from ``--mpnet DIR`` or ``$FUSEMIX_MPNET``.
 
-    python benchmarks/real_encoders.py --mpnet /path/to/all-mpnet-base-v2      # full run, 3 seeds
+    python benchmarks/real_encoders.py --mpnet /path/to/all-mpnet-base-v2      # full run, 3 seeds, 3 jobs
     python benchmarks/real_encoders.py --sizes 25 250 --seeds 1 --methods default ridge_x2y
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -231,7 +234,8 @@ def draw(n: int, seed: int, pool: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- the run
 
 
-def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None, threads=1) -> list[dict]:
+def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, alpha0_max_n=10**9, mpnet=None,
+             threads=1) -> list[dict]:
     """Every (n, method) of one seed: same training scenes per (n, seed), same test scenes for all."""
     torch.set_num_threads(threads)
     x, y, _ = load_latents(mpnet)
@@ -244,7 +248,7 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None,
             raise SystemExit(f"n={n} exceeds the {pool} non-test scenes")
         idx = draw(n, seed, pool)
         for method in methods:
-            if method == "paper" and n > paper_max_n:
+            if (method == "paper" and n > paper_max_n) or (method == "alpha0" and n > alpha0_max_n):
                 continue
             if method in TRAIN_METHODS:
                 r = run_train(method, x[idx], y[idx], x_test, y_test, seed, extra)
@@ -264,7 +268,7 @@ def run(seeds: int, jobs: int, **kw) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [r for rows in pool.map(run_seed, range(seeds), *[[v] * seeds for v in kw.values()]) for r in rows]
+        return [r for rows in pool.map(functools.partial(run_seed, **kw), range(seeds)) for r in rows]
 
 
 def summarise(rows, methods, sizes):
@@ -365,6 +369,9 @@ def main(argv=None) -> None:
     p.add_argument("--paper-max-n", type=int, default=250,
                    help="skip --preset paper above this n (its 4 x 3072-wide blocks are by far the slowest on a CPU; "
                         "it is near chance up to 100 pairs and far behind at 250)")
+    p.add_argument("--alpha0-max-n", type=int, default=1000,
+                   help="skip alpha0 above this n (within 0.005 R@1 of default at n = 4000 in docs/real_encoders.md; "
+                        "it costs as much as default)")
     args = p.parse_args(argv)
     mpnet = find_mpnet(args.mpnet)
     x, y, h = load_latents(mpnet)
@@ -380,7 +387,7 @@ def main(argv=None) -> None:
         return
     # one torch thread a process: on a shared machine more threads than free cores run far slower
     rows = run(args.seeds, args.jobs, sizes=args.sizes, methods=args.methods, extra=args.train_flags.split(),
-               paper_max_n=args.paper_max_n, mpnet=mpnet, threads=args.threads)
+               paper_max_n=args.paper_max_n, alpha0_max_n=args.alpha0_max_n, mpnet=mpnet, threads=args.threads)
     rows.sort(key=lambda r: (r["n"], METHODS.index(r["method"]), r["seed"]))
     results = cache_root("real_encoders", f"results-{h}-{'-'.join(map(str, args.sizes))}.json")
     atomic_write_json(results, {"corpus": h, "rows": rows, "args": vars(args)})
