@@ -8,8 +8,9 @@ anything): R@1 x->y (a MiniLM caption finds its MPNet paraphrase among 1,000) an
 
 Methods, all in one run:
 - ``default``: ``python train.py --latents F --out D`` with nothing else (its size-aware recipe);
-- ``paper``: ``--preset paper`` (the paper's adapter and optimiser; batch clipped to the pairs);
-- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``);
+- ``paper``: ``--preset paper`` (the paper's adapter and optimiser; batch clipped to the pairs), up to
+  ``--paper-max-n`` (250);
+- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``), up to ``--alpha0-max-n`` (1000);
 - ``ridge_x2y``, ``ridge_y2x``: ridge regression one space into the other, cosine retrieval there;
 - ``cca``: regularised CCA, cosine retrieval in the canonical space.
 Linear methods choose their regularisation by the same repeated 3-fold cross-validation on the
