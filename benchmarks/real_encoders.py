@@ -8,23 +8,27 @@ anything): R@1 x->y (a MiniLM caption finds its MPNet paraphrase among 1,000) an
 
 Methods, all in one run:
 - ``default``: ``python train.py --latents F --out D`` with nothing else (its size-aware recipe);
-- ``paper``: ``--preset paper`` (the paper's adapter and optimiser; batch clipped to the pairs);
-- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``);
+- ``paper``: ``--preset paper`` (the paper's adapter and optimiser; batch clipped to the pairs), up to
+  ``--paper-max-n`` (250);
+- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``), up to ``--alpha0-max-n`` (1000);
 - ``ridge_x2y``, ``ridge_y2x``: ridge regression one space into the other, cosine retrieval there;
 - ``cca``: regularised CCA, cosine retrieval in the canonical space.
-Linear methods choose their regularisation by 5-fold cross-validation on the *training* pairs.
+Linear methods choose their regularisation by the same repeated 3-fold cross-validation on the
+*training* pairs as train.py's linear start (``fusemix.recipe.cv_splits``). A second table scores
+every method with CSLS (hubness-corrected retrieval), reported apart from the goal.
 train.py runs in-process (``train.main``); its best checkpoint (chosen on its own held-out slice of
 the training pairs) is loaded with ``FusionModel.from_pretrained`` and embeds the test scenes.
 
 Latents are cached under ``fusemix.conventions.cache_root("real_encoders")``, keyed by the corpus
 hash and each encoder's ``describe()``. MPNet comes from ``--mpnet DIR`` or ``$FUSEMIX_MPNET``.
 
-    python benchmarks/real_encoders.py --mpnet /path/to/all-mpnet-base-v2      # full run, 3 seeds
+    python benchmarks/real_encoders.py --mpnet /path/to/all-mpnet-base-v2      # full run, 3 seeds, 3 jobs
     python benchmarks/real_encoders.py --sizes 25 250 --seeds 1 --methods default ridge_x2y
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -45,7 +49,7 @@ import scene_corpus  # noqa: E402
 from fusemix.conventions import cache_root  # noqa: E402
 from fusemix.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 from fusemix.metrics import retrieval_metrics  # noqa: E402
-from fusemix.recipe import fit_linear_map  # noqa: E402
+from fusemix.recipe import cv_splits, fit_linear_map  # noqa: E402
 
 SIZES = (25, 50, 100, 250, 1000, 4000)
 TRAIN_METHODS = ("default", "paper", "alpha0")
@@ -114,68 +118,60 @@ def r1_both(za: torch.Tensor, zb: torch.Tensor) -> tuple[float, float]:
     return m["a2b_R@1"], m["b2a_R@1"]
 
 
-def folds(n: int, k: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(10_007 + seed))
-    parts = [order[i::k] for i in range(k)]
-    return [(torch.cat([p for j, p in enumerate(parts) if j != i]), parts[i]) for i in range(k)]
+def r1_csls(za: torch.Tensor, zb: torch.Tensor, k: int = 10) -> tuple[float, float]:
+    """(R@1 a->b, R@1 b->a) under CSLS (Conneau et al. 2018): 2 cos(a, b) minus each side's mean cosine to
+    its k nearest neighbours on the other side, which demotes hubs. Transductive (it sees the whole
+    test gallery), so it is a separate column, applied to every method alike."""
+    sim = F.normalize(za.float(), dim=-1) @ F.normalize(zb.float(), dim=-1).T
+    ra, rb = sim.topk(k, dim=1).values.mean(1), sim.topk(k, dim=0).values.mean(0)
+    csls = 2 * sim - ra[:, None] - rb[None, :]
+    t = torch.arange(len(sim))
+    return float((csls.argmax(1) == t).float().mean()), float((csls.argmax(0) == t).float().mean())
 
 
 RIDGE_LAMBDAS = [10.0 ** e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5)]
 
 
 class Ridge:
-    """x -> y ridge on centred latents; retrieval by cosine between the prediction and centred y."""
+    """src -> dst ridge on centred latents, one SVD for every lambda; retrieval by cosine between the
+    prediction and the centred target. ``flip``: the map goes y -> x (embed still returns (x side, y side))."""
 
-    def __init__(self, lam: float):
-        self.lam = lam
+    def __init__(self, x, y, flip: bool = False):
+        self.flip = flip
+        src, dst = (y, x) if flip else (x, y)
+        self.ms, self.md = src.mean(0), dst.mean(0)
+        u, self.s, vt = torch.linalg.svd((src - self.ms).double(), full_matrices=False)
+        self.v, self.uty = vt.T, u.T @ (dst - self.md).double()
 
-    def fit(self, x, y):
-        self.mx, self.my = x.mean(0), y.mean(0)
-        xc, yc = (x - self.mx).double(), (y - self.my).double()
-        u, s, vt = torch.linalg.svd(xc, full_matrices=False)
-        self.w = (vt.T * (s / (s ** 2 + self.lam))) @ (u.T @ yc)
+    def with_lambda(self, lam: float) -> "Ridge":
+        self.w = (self.v * (self.s / (self.s ** 2 + lam))) @ self.uty
         return self
 
     def embed(self, x, y):
-        return ((x - self.mx).double() @ self.w).float(), y - self.my
+        src, dst = (y, x) if self.flip else (x, y)
+        pred, target = ((src - self.ms).double() @ self.w).float(), dst - self.md
+        return (target, pred) if self.flip else (pred, target)
 
 
-def make_linear(method: str, param):
-    if method == "ridge_x2y":
-        return Ridge(param)
-    if method == "ridge_y2x":
-        class Flipped(Ridge):  # y -> x ridge; embed keeps (x side, y side) order
-            def fit(self, x, y):
-                return Ridge.fit(self, y, x)
-
-            def embed(self, x, y):
-                py, cx = Ridge.embed(self, y, x)
-                return cx, py
-        return Flipped(param)
-    raise ValueError(method)
-
-
-def fit_linear(method: str, x, y, seed: int, k: int = 5):
-    """Choose the regularisation by k-fold CV on the training pairs (mean R@1 of both directions;
+def fit_linear(method: str, x, y, seed: int):
+    """Choose the regularisation by the same repeated CV on the training pairs as train.py's linear start
+    (``fusemix.recipe.cv_splits``; mean R@1 of both directions;
     ties go to the stronger regularisation), then refit on all of them. CCA is fusemix.recipe's
     family (separate regularisation per side, so it also holds reduced-rank ridge both ways): the
     same closed form train.py starts from."""
     if method == "cca":
-        m = fit_linear_map(x, y, seed, k)
+        m = fit_linear_map(x, y, seed)
         return m, m.params
-    grid = RIDGE_LAMBDAS
-    scores = torch.zeros(len(grid))
-    for tr, va in folds(len(x), min(k, len(x)), seed):
-        for i, p in enumerate(grid):
-            za, zb = make_linear(method, p).fit(x[tr], y[tr]).embed(x[va], y[va])
-            scores[i] += sum(r1_both(za, zb))
-    order = sorted(range(len(grid)), key=lambda i: (-float(scores[i]), -_strength(method, grid[i])))
-    best = grid[order[0]]
-    return make_linear(method, best).fit(x, y), best
-
-
-def _strength(method, p) -> float:
-    return p
+    if method not in ("ridge_x2y", "ridge_y2x"):
+        raise ValueError(method)
+    flip = method == "ridge_y2x"
+    scores = torch.zeros(len(RIDGE_LAMBDAS))
+    for tr, va in cv_splits(len(x), seed=seed):
+        ridge = Ridge(x[tr], y[tr], flip)
+        for i, lam in enumerate(RIDGE_LAMBDAS):
+            scores[i] += sum(r1_both(*ridge.with_lambda(lam).embed(x[va], y[va])))
+    best = max(range(len(RIDGE_LAMBDAS)), key=lambda i: (float(scores[i]), RIDGE_LAMBDAS[i]))
+    return Ridge(x, y, flip).with_lambda(RIDGE_LAMBDAS[best]), RIDGE_LAMBDAS[best]
 
 
 # --------------------------------------------------------------------------- train.py runs
@@ -215,7 +211,8 @@ def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = (
         with torch.no_grad():
             za, zb = model.embed("minilm", x_test), model.embed("mpnet", y_test)
     x2y, y2x = r1_both(za, zb)
-    return {"x2y": x2y, "y2x": y2x, "seconds": seconds, "steps": res["step"], "checkpoint": ckpt.name,
+    cx, cy = r1_csls(za, zb)
+    return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "seconds": seconds, "steps": res["step"], "checkpoint": ckpt.name,
             "settings": {k: settings.get(k) for k in ("depth", "expansion", "dropout", "proj_dim", "batch_size",
                                                        "epochs", "lr", "warmup_steps", "mixup_alpha",
                                                        "heldout_fraction", "weight_decay")}}
@@ -226,7 +223,8 @@ def run_linear(method: str, x, y, x_test, y_test, seed: int) -> dict:
     model, param = fit_linear(method, x, y, seed)
     za, zb = model.embed(x_test, y_test)
     x2y, y2x = r1_both(za.float(), zb.float())
-    return {"x2y": x2y, "y2x": y2x, "seconds": time.time() - t0, "param": param}
+    cx, cy = r1_csls(za, zb)
+    return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "seconds": time.time() - t0, "param": param}
 
 
 def draw(n: int, seed: int, pool: int) -> torch.Tensor:
@@ -237,7 +235,8 @@ def draw(n: int, seed: int, pool: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- the run
 
 
-def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None, threads=1) -> list[dict]:
+def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, alpha0_max_n=10**9, mpnet=None,
+             threads=1) -> list[dict]:
     """Every (n, method) of one seed: same training scenes per (n, seed), same test scenes for all."""
     torch.set_num_threads(threads)
     x, y, _ = load_latents(mpnet)
@@ -250,7 +249,7 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None,
             raise SystemExit(f"n={n} exceeds the {pool} non-test scenes")
         idx = draw(n, seed, pool)
         for method in methods:
-            if method == "paper" and n > paper_max_n:
+            if (method == "paper" and n > paper_max_n) or (method == "alpha0" and n > alpha0_max_n):
                 continue
             if method in TRAIN_METHODS:
                 r = run_train(method, x[idx], y[idx], x_test, y_test, seed, extra)
@@ -270,7 +269,7 @@ def run(seeds: int, jobs: int, **kw) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return [r for rows in pool.map(run_seed, range(seeds), *[[v] * seeds for v in kw.values()]) for r in rows]
+        return [r for rows in pool.map(functools.partial(run_seed, **kw), range(seeds)) for r in rows]
 
 
 def summarise(rows, methods, sizes):
@@ -278,8 +277,9 @@ def summarise(rows, methods, sizes):
     out = {}
     for n in sizes:
         for m in methods:
-            for d in ("x2y", "y2x"):
-                v = torch.tensor([r[d] for r in rows if r["n"] == n and r["method"] == m], dtype=torch.float64)
+            for d in ("x2y", "y2x", "csls_x2y", "csls_y2x"):
+                v = torch.tensor([r[d] for r in rows if r["n"] == n and r["method"] == m and d in r],
+                                 dtype=torch.float64)
                 if len(v):
                     out[n, m, d] = (float(v.mean()), float(v.std()) if len(v) > 1 else 0.0, v)
     return out
@@ -305,18 +305,21 @@ def goal(rows, summary, sizes, methods, test_items: int):
     return cells
 
 
-def print_table(summary, sizes, methods):
+def print_table(summary, sizes, methods, csls: bool = False):
     head = f"{'n':>5} | " + " | ".join(f"{m:^23}" for m in methods)
-    print("\nR@1 on the 1,000 test scenes, mean +- std over seeds: x->y / y->x (x = MiniLM style A, y = MPNet style B)")
+    pre = "csls_" if csls else ""
+    print("\nCSLS R@1 (hubness-corrected retrieval, k = 10, applied to every method alike; not the goal's score)"
+          if csls else "\nR@1 on the 1,000 test scenes, mean +- std over seeds: x->y / y->x (x = MiniLM style A, "
+                       "y = MPNet style B)")
     print(head)
     print("-" * len(head))
     for n in sizes:
         cells = []
         for m in methods:
-            if (n, m, "x2y") not in summary:
+            if (n, m, pre + "x2y") not in summary:
                 cells.append(f"{'(not run)':^23}")
                 continue
-            (a, sa, _), (b, sb, _) = summary[n, m, "x2y"], summary[n, m, "y2x"]
+            (a, sa, _), (b, sb, _) = summary[n, m, pre + "x2y"], summary[n, m, pre + "y2x"]
             cells.append(f"{a:.3f}+-{sa:.3f} {b:.3f}+-{sb:.3f}")
         print(f"{n:>5} | " + " | ".join(cells))
 
@@ -363,9 +366,13 @@ def main(argv=None) -> None:
     p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
                    help="no training: table, plot and goal from the rows of earlier runs (e.g. one run per size range)")
     p.add_argument("--threads", type=int, default=1, help="torch threads a process (default 1)")
-    p.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
-    p.add_argument("--paper-max-n", type=int, default=10**9,
-                   help="skip --preset paper above this n (its 4 x 3072-wide blocks are by far the slowest on a CPU)")
+    p.add_argument("--jobs", type=int, default=3, help="seeds run in parallel processes (one torch thread each)")
+    p.add_argument("--paper-max-n", type=int, default=250,
+                   help="skip --preset paper above this n (its 4 x 3072-wide blocks are by far the slowest on a CPU; "
+                        "it is near chance up to 100 pairs and far behind at 250)")
+    p.add_argument("--alpha0-max-n", type=int, default=1000,
+                   help="skip alpha0 above this n (within 0.005 R@1 of default at n = 4000 in docs/real_encoders.md; "
+                        "it costs as much as default)")
     args = p.parse_args(argv)
     mpnet = find_mpnet(args.mpnet)
     x, y, h = load_latents(mpnet)
@@ -381,7 +388,7 @@ def main(argv=None) -> None:
         return
     # one torch thread a process: on a shared machine more threads than free cores run far slower
     rows = run(args.seeds, args.jobs, sizes=args.sizes, methods=args.methods, extra=args.train_flags.split(),
-               paper_max_n=args.paper_max_n, mpnet=mpnet, threads=args.threads)
+               paper_max_n=args.paper_max_n, alpha0_max_n=args.alpha0_max_n, mpnet=mpnet, threads=args.threads)
     rows.sort(key=lambda r: (r["n"], METHODS.index(r["method"]), r["seed"]))
     results = cache_root("real_encoders", f"results-{h}-{'-'.join(map(str, args.sizes))}.json")
     atomic_write_json(results, {"corpus": h, "rows": rows, "args": vars(args)})
@@ -391,6 +398,7 @@ def main(argv=None) -> None:
 
 def report(args, rows, summary, h, corpus_size, t0) -> None:
     print_table(summary, args.sizes, args.methods)
+    print_table(summary, args.sizes, args.methods, csls=True)
     if args.plot:
         plot(summary, args.sizes, args.methods, Path(args.plot))
         print(f"plot: {args.plot}")

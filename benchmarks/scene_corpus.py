@@ -1,139 +1,86 @@
-"""A paraphrase corpus written by this project: scenes, each described twice in two independent styles.
+"""A compositional paraphrase corpus written by this project: scenes of who does what to whom, each
+described twice in two independent styles, in families of near-duplicates.
 
-A scene is a combination of slots (subject, a trait of it, what it does, where, when). Style A is a
-plain caption ("A black dog running on a beach at dawn."); style B is a narrative sentence with
-its own vocabulary (synonyms chosen per scene), its own word order and its own templates ("As the
-sun comes up, on the sandy shore, a dark-furred hound is sprinting."). The two sides therefore
-share meaning, not wording. Everything is a pure function of the seed: the same call gives the same
-sentences on every machine, and ``corpus_hash`` names the exact text for cache keys.
+A scene is two groups of entities and a relation: (count, trait, noun) of the agent, the relation,
+(count, trait, noun) of the patient, and a place. Style A is a plain active caption ("Two muddy dogs
+chasing a small cat in a park."); style B has its own vocabulary (synonyms drawn per scene), its own
+templates and, half of the time, the passive voice ("In a public garden, a tiny kitten is being
+pursued by a pair of mud-covered hounds."), so the two sides share meaning, not wording or order.
 
-The last ``TEST_ITEMS`` scenes of the corpus form the fixed test set; nothing else may choose on them.
+Retrieval is hard the way real retrieval is: scenes come in families of ``FAMILY`` that share most of
+their content and differ in one thing (agent and patient swapped, traits swapped between them, one
+trait, one count, the relation, a noun or the place), so telling them apart needs who-does-what-to-
+whom, not a bag of words. Families are contiguous, so the fixed test set (the last ``TEST_ITEMS``
+scenes) holds whole families and no training scene is a near-duplicate of a test scene.
+Everything is a pure function of (n, seed); ``corpus_hash`` names the exact text for cache keys.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TEST_ITEMS = 1000
 DEFAULT_ITEMS = 6000
+FAMILY = 5  # a base scene and four one-change variants; divides TEST_ITEMS so families never straddle it
 
-# Each slot value: (style-A wording, [style-B wordings]). Subjects carry their kind (which actions fit).
-SUBJECTS = [
-    # animals
-    ("dog", ["hound", "pup", "canine"], "animal"), ("cat", ["kitten", "feline", "house cat"], "animal"),
-    ("horse", ["mare", "stallion", "pony"], "animal"), ("fox", ["vixen", "young fox"], "animal"),
-    ("rabbit", ["bunny", "hare"], "animal"), ("goat", ["billy goat", "young goat"], "animal"),
-    ("deer", ["fawn", "stag", "doe"], "animal"), ("bear", ["grizzly", "bear cub"], "animal"),
-    ("duck", ["mallard", "duckling"], "animal"), ("cow", ["heifer", "calf"], "animal"),
-    ("wolf", ["lone wolf", "grey wolf"], "animal"), ("sheep", ["lamb", "ewe"], "animal"),
-    ("pig", ["piglet", "hog"], "animal"), ("squirrel", ["chipmunk", "tree squirrel"], "animal"),
-    ("elephant", ["young elephant", "tusker"], "animal"), ("monkey", ["chimp", "macaque"], "animal"),
-    # people
-    ("man", ["gentleman", "guy", "fellow"], "person"), ("woman", ["lady", "young woman"], "person"),
-    ("boy", ["young lad", "little boy", "kid"], "person"), ("girl", ["young girl", "little girl", "lass"], "person"),
-    ("old man", ["elderly gentleman", "grandfather", "aged man"], "person"),
-    ("old woman", ["elderly lady", "grandmother", "aged woman"], "person"),
-    ("soldier", ["trooper", "man in uniform"], "person"), ("chef", ["cook", "kitchen worker"], "person"),
-    ("fisherman", ["angler", "man who fishes"], "person"), ("teenager", ["adolescent", "youngster"], "person"),
-    ("nurse", ["hospital worker", "carer"], "person"), ("farmer", ["rancher", "grower"], "person"),
-    ("police officer", ["cop", "policeman"], "person"), ("dancer", ["ballerina", "performer"], "person"),
-    # vehicles
-    ("car", ["automobile", "sedan"], "vehicle"), ("truck", ["lorry", "pickup"], "vehicle"),
-    ("bus", ["coach", "city bus"], "vehicle"), ("bicycle", ["bike", "cycle"], "vehicle"),
-    ("motorcycle", ["motorbike", "scooter"], "vehicle"), ("train", ["locomotive", "railway engine"], "vehicle"),
-    ("boat", ["small vessel", "rowing boat"], "vehicle"), ("tractor", ["farm vehicle", "plough tractor"], "vehicle"),
-]
+# (style-A noun, [style-B nouns]); plurals by _plural.
+NOUNS = [("dog", ["hound", "puppy"]), ("cat", ["kitten", "feline"]), ("horse", ["pony", "mare"]),
+         ("fox", ["vixen", "young fox"]), ("goat", ["billy goat", "kid goat"]), ("bear", ["grizzly", "bear cub"]),
+         ("duck", ["mallard", "duckling"]), ("monkey", ["chimp", "macaque"]), ("pig", ["piglet", "hog"]),
+         ("man", ["gentleman", "guy"]), ("woman", ["lady", "young woman"]), ("boy", ["lad", "little boy"]),
+         ("girl", ["lass", "little girl"]), ("chef", ["cook", "kitchen worker"]), ("nurse", ["carer", "medic"]),
+         ("farmer", ["rancher", "grower"]), ("police officer", ["cop", "patrol officer"]), ("clown", ["jester", "joker"])]
+TRAITS = [("small", ["tiny", "little"]), ("big", ["huge", "large"]), ("young", ["youthful", "juvenile"]),
+          ("old", ["aged", "elderly"]), ("wet", ["soaked", "dripping"]), ("muddy", ["mud-covered", "dirty"]),
+          ("sleepy", ["drowsy", "half-asleep"]), ("angry", ["furious", "cross"]), ("noisy", ["loud", "rowdy"]),
+          ("injured", ["wounded", "hurt"]), ("happy", ["cheerful", "joyful"]), ("hungry", ["starving", "famished"])]
+# (style A active, [style B active], [style B passive, "... by"])
+RELATIONS = [("chasing", ["running after", "pursuing"], ["being chased by", "pursued by"]),
+             ("pushing", ["shoving", "pressing against"], ["being pushed by", "shoved by"]),
+             ("following", ["trailing", "walking behind"], ["being followed by", "trailed by"]),
+             ("watching", ["staring at", "observing"], ["being watched by", "observed by"]),
+             ("carrying", ["holding up", "hauling"], ["being carried by", "held up by"]),
+             ("pulling", ["dragging", "tugging at"], ["being pulled by", "dragged by"]),
+             ("kicking", ["booting", "striking with a foot"], ["being kicked by", "struck with a foot by"]),
+             ("feeding", ["giving food to", "offering a meal to"], ["being fed by", "given food by"]),
+             ("licking", ["slobbering on", "lapping at"], ["being licked by", "slobbered on by"]),
+             ("photographing", ["taking a picture of", "snapping a photo of"], ["being photographed by", "snapped by"]),
+             ("scaring", ["frightening", "startling"], ["being scared by", "frightened by"]),
+             ("ignoring", ["paying no attention to", "turning away from"], ["being ignored by", "snubbed by"])]
+PLACES = [("in a park", ["in a public garden", "on the park lawn"]), ("on a beach", ["on the sandy shore", "by the sea"]),
+          ("in a kitchen", ["beside the stove", "in the cookhouse"]), ("in a forest", ["among the trees", "in the woods"]),
+          ("on a street", ["on an urban road", "downtown"]), ("on a farm", ["in a farmyard", "at the ranch"]),
+          ("in the snow", ["in a snowfield", "on snowy ground"]), ("near a river", ["by the riverbank", "beside a stream"]),
+          ("in a garage", ["inside a car shed", "in a workshop"]), ("on a bridge", ["on an overpass", "across a viaduct"])]
+COUNTS = [("a", ["a", "one"]), ("two", ["two", "a pair of"]), ("three", ["three", "a trio of"])]
+IRREGULAR = {"man": "men", "woman": "women", "young woman": "young women", "police officer": "police officers",
+             "patrol officer": "patrol officers", "gentleman": "gentlemen", "fox": "foxes", "young fox": "young foxes",
+             "kid goat": "kid goats", "bear cub": "bear cubs", "kitchen worker": "kitchen workers"}
 
-TRAITS = {
-    "animal": [("black", ["dark-furred", "jet black"]), ("white", ["snowy white", "pale"]),
-               ("brown", ["chocolate-coloured", "tan"]), ("small", ["tiny", "little"]),
-               ("large", ["huge", "enormous", "big"]), ("spotted", ["dappled", "speckled"]),
-               ("young", ["baby", "juvenile"]), ("old", ["aged", "elderly"]), ("wet", ["soaked", "dripping"]),
-               ("muddy", ["mud-covered", "dirty"]), ("fluffy", ["furry", "shaggy"]), ("thin", ["skinny", "lean"])],
-    "person": [("tall", ["lanky", "very tall"]), ("short", ["small", "petite"]),
-               ("smiling", ["grinning", "cheerful"]), ("tired", ["exhausted", "weary"]),
-               ("bearded", ["whiskered", "with a beard"]), ("barefoot", ["shoeless", "with bare feet"]),
-               ("red-haired", ["ginger", "auburn-haired"]), ("blonde", ["fair-haired", "golden-haired"]),
-               ("angry", ["furious", "cross-looking"]), ("young", ["youthful", "juvenile"]),
-               ("masked", ["wearing a mask", "face-covered"]), ("soaked", ["drenched", "rain-soaked"])],
-    "vehicle": [("red", ["crimson", "scarlet"]), ("blue", ["navy", "azure"]), ("old", ["vintage", "rusty"]),
-                ("new", ["brand-new", "shiny"]), ("yellow", ["golden", "mustard-coloured"]),
-                ("green", ["emerald", "olive"]), ("white", ["pale", "snow-white"]), ("black", ["dark", "jet black"]),
-                ("broken", ["damaged", "wrecked"]), ("small", ["compact", "tiny"]), ("large", ["huge", "big"]),
-                ("dusty", ["dirt-covered", "grimy"])],
-}
 
-ACTIONS = {
-    "animal": [("running", ["sprinting", "dashing"]), ("sleeping", ["dozing", "napping"]),
-               ("eating", ["feeding", "munching"]), ("drinking water", ["lapping water", "taking a drink"]),
-               ("jumping", ["leaping", "hopping"]), ("lying down", ["resting on the ground", "stretched out"]),
-               ("swimming", ["paddling", "wading through water"]), ("playing", ["frolicking", "romping"]),
-               ("walking", ["strolling", "wandering"]), ("standing still", ["standing motionless", "frozen in place"]),
-               ("hiding", ["concealing itself", "tucked out of sight"]), ("fighting", ["brawling", "scuffling"])],
-    "person": [("running", ["jogging", "sprinting"]), ("reading a book", ["looking through a novel", "studying a paperback"]),
-               ("riding a bicycle", ["cycling", "pedalling a bike"]), ("taking a photo", ["snapping a picture", "photographing"]),
-               ("eating lunch", ["having a midday meal", "munching a sandwich"]),
-               ("talking on a phone", ["chatting on a mobile", "making a call"]),
-               ("playing guitar", ["strumming a guitar", "picking at guitar strings"]),
-               ("sleeping", ["napping", "dozing off"]), ("dancing", ["twirling", "moving to music"]),
-               ("painting", ["working on a canvas", "brushing paint"]), ("crying", ["weeping", "in tears"]),
-               ("carrying a box", ["hauling a carton", "holding a crate"])],
-    "vehicle": [("parked", ["standing idle", "stopped and empty"]), ("driving fast", ["speeding", "racing along"]),
-                ("turning left", ["making a left turn", "swinging to the left"]),
-                ("stuck", ["unable to move", "bogged down"]), ("being washed", ["getting cleaned", "being scrubbed"]),
-                ("broken down", ["out of order", "with engine trouble"]), ("waiting", ["idling", "standing by"]),
-                ("crossing a bridge", ["going over a bridge", "passing over a viaduct"]),
-                ("loaded with crates", ["carrying boxes", "piled with cargo"]),
-                ("covered in snow", ["buried under snow", "snow-covered"]),
-                ("moving slowly", ["crawling along", "creeping forward"]), ("reversing", ["backing up", "going backwards"])],
-}
-
-PLACES = [
-    ("on a beach", ["on the sandy shore", "by the sea"]), ("in a forest", ["among the trees", "in the woods"]),
-    ("in a city street", ["on an urban road", "downtown"]), ("in a kitchen", ["beside the stove", "in the cookhouse"]),
-    ("on a mountain", ["high on a peak", "on a rocky summit"]), ("in a field", ["in a meadow", "on open grassland"]),
-    ("near a river", ["by the riverbank", "beside a stream"]), ("in a desert", ["among the sand dunes", "in the arid wasteland"]),
-    ("in a garden", ["among flower beds", "in the backyard"]), ("in a parking lot", ["in a car park", "on a parking area"]),
-    ("at a train station", ["on a railway platform", "at the depot"]), ("in a snowy village", ["in a hamlet under snow", "in a wintry town"]),
-    ("on a farm", ["at the ranch", "in a farmyard"]), ("in a park", ["on the park lawn", "in a public garden"]),
-    ("in a market", ["at the bazaar", "among market stalls"]), ("on a bridge", ["on an overpass", "across a viaduct"]),
-    ("in a tunnel", ["inside an underpass", "in a dark passage"]), ("near a lake", ["by the lakeside", "at the edge of a pond"]),
-    ("in a swamp", ["in the marshland", "in a bog"]), ("on a rooftop", ["on top of a building", "up on the roof"]),
-    ("in a stadium", ["in an arena", "on a sports ground"]), ("in a school yard", ["in a playground", "outside a schoolhouse"]),
-    ("in a cave", ["inside a cavern", "in a grotto"]), ("on an island", ["on an isle", "on a small atoll"]),
-]
-
-TIMES = [
-    ("at dawn", ["as the sun comes up", "at sunrise", "at first light"]),
-    ("at night", ["after dark", "in the middle of the night", "under the stars"]),
-    ("at noon", ["at midday", "in the middle of the day"]),
-    ("at sunset", ["as the sun goes down", "at dusk", "in the evening glow"]),
-    ("in the rain", ["during a downpour", "while it is raining", "under heavy showers"]),
-    ("in the fog", ["in thick mist", "through a haze", "on a misty day"]),
-    ("in winter", ["during the cold season", "in wintertime"]),
-    ("in summer", ["during the hot season", "in summertime", "on a warm summer day"]),
-    ("during a storm", ["in a thunderstorm", "as lightning flashes", "in stormy weather"]),
-    ("on a windy day", ["in strong wind", "in a gale", "as the wind blows hard"]),
-]
-
-B_TEMPLATES = [  # word order differs from style A in every template
-    "{time_c}, {place}, {art} {trait} {subject} is {action}.",
-    "{place_c}, {time}, you can see {art} {trait} {subject} {action}.",
-    "{art_c} {subject}, {trait}, is {action} {place}, {time}.",
-    "{time_c}: {action} {place}, {art} {trait} {subject}.",
-    "There is {art} {trait} {subject} {place}; it is {action}, {time}.",
-]
+@dataclass(frozen=True)
+class Group:
+    count: int
+    trait: int
+    noun: int
 
 
 @dataclass(frozen=True)
 class Scene:
-    subject: int
-    trait: int
-    action: int
+    agent: Group
+    relation: int
+    patient: Group
     place: int
-    time: int
+
+
+def _plural(noun: str) -> str:
+    if noun in IRREGULAR:
+        return IRREGULAR[noun]
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
 
 
 def _article(word: str) -> str:
@@ -144,40 +91,85 @@ def _cap(s: str) -> str:
     return s[0].upper() + s[1:]
 
 
+def _phrase(count: str, trait: str, noun: str, plural: bool) -> str:
+    if count == "a":
+        count = _article(trait)
+    return f"{count} {trait} {_plural(noun) if plural else noun}"
+
+
 def style_a(s: Scene) -> str:
-    subj, _, kind = SUBJECTS[s.subject]
-    trait = TRAITS[kind][s.trait][0]
-    action = ACTIONS[kind][s.action][0]
-    return f"{_cap(_article(trait))} {trait} {subj} {action} {PLACES[s.place][0]} {TIMES[s.time][0]}."
+    g = [_phrase(COUNTS[p.count][0], TRAITS[p.trait][0], NOUNS[p.noun][0], p.count > 0) for p in (s.agent, s.patient)]
+    return f"{_cap(g[0])} {RELATIONS[s.relation][0]} {g[1]} {PLACES[s.place][0]}."
 
 
 def style_b(s: Scene, rng: random.Random) -> str:
-    _, subj_syn, kind = SUBJECTS[s.subject]
-    trait = rng.choice(TRAITS[kind][s.trait][1])
-    subject = rng.choice(subj_syn)
-    action = rng.choice(ACTIONS[kind][s.action][1])
-    place, time = rng.choice(PLACES[s.place][1]), rng.choice(TIMES[s.time][1])
-    template = rng.choice(B_TEMPLATES)
-    return template.format(time=time, time_c=_cap(time), place=place, place_c=_cap(place), art=_article(trait),
-                           art_c=_cap(_article(subject)), trait=trait, subject=subject, action=action,
-                           action_c=_cap(action))
+    def phrase(p: Group) -> str:
+        return _phrase(rng.choice(COUNTS[p.count][1]), rng.choice(TRAITS[p.trait][1]), rng.choice(NOUNS[p.noun][1]),
+                       p.count > 0)
+
+    agent, patient, place = phrase(s.agent), phrase(s.patient), rng.choice(PLACES[s.place][1])
+    passive = rng.random() < 0.5
+    subject, other = (patient, agent) if passive else (agent, patient)
+    verb = rng.choice(RELATIONS[s.relation][2 if passive else 1])
+    be = "are" if (s.patient if passive else s.agent).count > 0 else "is"
+    template = rng.randrange(3)
+    if template == 0:
+        return f"{_cap(place)}, {subject} {be} {verb} {other}."
+    if template == 1:
+        return f"{_cap(subject)} {be} {verb} {other} {place}."
+    return f"There {be} {subject} {place}, {verb} {other}."
+
+
+def _variant(s: Scene, kind: str, rng: random.Random) -> Scene:
+    """``s`` with one thing changed (``kind``); the change is always to a different value."""
+    def other(n: int, current: int) -> int:
+        return rng.choice([i for i in range(n) if i != current])
+
+    a, p = s.agent, s.patient
+    if kind == "swap_roles":
+        return replace(s, agent=p, patient=a)
+    if kind == "swap_traits":
+        return replace(s, agent=replace(a, trait=p.trait), patient=replace(p, trait=a.trait))
+    if kind == "agent_trait":
+        return replace(s, agent=replace(a, trait=other(len(TRAITS), a.trait)))
+    if kind == "patient_trait":
+        return replace(s, patient=replace(p, trait=other(len(TRAITS), p.trait)))
+    if kind == "agent_count":
+        return replace(s, agent=replace(a, count=other(len(COUNTS), a.count)))
+    if kind == "patient_count":
+        return replace(s, patient=replace(p, count=other(len(COUNTS), p.count)))
+    if kind == "relation":
+        return replace(s, relation=other(len(RELATIONS), s.relation))
+    if kind == "agent_noun":
+        return replace(s, agent=replace(a, noun=other(len(NOUNS), a.noun)))
+    return replace(s, place=other(len(PLACES), s.place))
+
+
+VARIANTS = ("swap_roles", "swap_traits", "agent_trait", "patient_trait", "agent_count", "patient_count",
+            "relation", "agent_noun", "place")
 
 
 def scenes(n: int = DEFAULT_ITEMS, seed: int = 0) -> list[Scene]:
-    """``n`` distinct scenes in a fixed pseudo-random order (a pure function of n and seed)."""
+    """``n`` distinct scenes in families of FAMILY (a base and one-change variants of it), a pure
+    function of n and seed. The last family is cut short when FAMILY does not divide n."""
     if n < 2:
         raise ValueError(f"a corpus needs at least 2 scenes, got {n}")
     rng = random.Random(f"scene-corpus-{seed}")
     seen, out = set(), []
+
+    def group() -> Group:
+        return Group(rng.randrange(len(COUNTS)), rng.randrange(len(TRAITS)), rng.randrange(len(NOUNS)))
+
     while len(out) < n:
-        subject = rng.randrange(len(SUBJECTS))
-        kind = SUBJECTS[subject][2]
-        s = Scene(subject, rng.randrange(len(TRAITS[kind])), rng.randrange(len(ACTIONS[kind])),
-                  rng.randrange(len(PLACES)), rng.randrange(len(TIMES)))
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-    return out
+        base = Scene(group(), rng.randrange(len(RELATIONS)), group(), rng.randrange(len(PLACES)))
+        if base.agent.trait == base.patient.trait or base.agent.noun == base.patient.noun:
+            continue  # swaps must change the scene
+        family = [base] + [_variant(base, k, rng) for k in rng.sample(VARIANTS, FAMILY - 1)]
+        if len(set(family)) < FAMILY or seen & set(family):
+            continue
+        seen.update(family)
+        out.extend(family)
+    return out[:n]
 
 
 def corpus(n: int = DEFAULT_ITEMS, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -193,7 +185,7 @@ def corpus_hash(a: list[str], b: list[str]) -> str:
 
 
 def test_indices(n: int = DEFAULT_ITEMS) -> range:
-    """The fixed held-out scenes: the last TEST_ITEMS of the corpus."""
+    """The fixed held-out scenes: the last TEST_ITEMS of the corpus (whole families when FAMILY divides n)."""
     if n < TEST_ITEMS + 25:
         raise ValueError(f"a benchmark corpus needs at least {TEST_ITEMS + 25} scenes (test set + 25 pairs), got {n}")
     return range(n - TEST_ITEMS, n)
@@ -201,6 +193,6 @@ def test_indices(n: int = DEFAULT_ITEMS) -> range:
 
 if __name__ == "__main__":
     a, b = corpus()
-    for i in range(8):
+    for i in range(10):
         print(f"A: {a[i]}\nB: {b[i]}\n")
     print(f"{len(a)} scenes, hash {corpus_hash(a, b)}, distinct A {len(set(a))}, distinct B {len(set(b))}")

@@ -61,9 +61,10 @@ def test_adapters_learn_to_match_paraphrases_on_real_minilm(minilm_paraphrases, 
         base = r1(untrained.embed("plain", x[test_idx]), untrained.embed("narrative", y[test_idx]))
     chance = 1 / len(test_idx)
     print("trained R@1", got, "untrained", base)
-    # Measured here: 1.0 both ways after training, 0.0-0.02 untrained; chance is 0.02.
-    assert min(got) > 0.8, (got, cfg)
-    assert min(got) > 10 * chance and min(got) > max(base) + 0.5, (got, base)
+    # Measured here: 0.74 / 0.78 after training, 0.0-0.04 untrained; chance is 0.02. The 50 test scenes are
+    # 10 families of near-duplicates (roles or traits swapped), so 1.0 would need who-does-what-to-whom.
+    assert min(got) > 0.55, (got, cfg)
+    assert min(got) > 10 * chance and min(got) > max(base) + 0.45, (got, base)
 
 
 def test_linear_start_is_a_real_alignment(minilm_paraphrases):
@@ -71,10 +72,24 @@ def test_linear_start_is_a_real_alignment(minilm_paraphrases):
     x, y = minilm_paraphrases
     m = fit_linear_map(x[:150], y[:150], seed=0)
     got = r1(*m.embed(x[150:], y[150:]))
-    assert min(got) > 0.8, (got, m.params)  # measured: 0.98 and 1.0
+    assert min(got) > 0.5, (got, m.params)  # measured: 0.68 and 0.74 (chance 0.02; near-duplicate families)
     shuffled = fit_linear_map(x[:150], y[torch.randperm(150, generator=torch.Generator().manual_seed(0))], seed=0)
     print("linear start R@1", got, "shuffled pairs", r1(*shuffled.embed(x[150:], y[150:])))
     assert max(r1(*shuffled.embed(x[150:], y[150:]))) < 0.15  # nothing to learn from shuffled pairs
+
+
+def test_cv_splits_repeat_small_sets_and_cover_every_pair():
+    """Repeated k-fold: each repeat's validation folds partition the pairs; small sets get more repeats."""
+    from fusemix.recipe import cv_splits
+
+    small, large = list(cv_splits(30, folds=3, seed=0)), list(cv_splits(900, folds=3, seed=0))
+    assert len(small) == 9 and len(large) == 3
+    for rep in range(3):
+        val = torch.cat([va for _, va in small[3 * rep:3 * rep + 3]])
+        assert sorted(val.tolist()) == list(range(30))
+    for tr, va in small:
+        assert not set(tr.tolist()) & set(va.tolist()) and len(tr) + len(va) == 30
+    assert small[0][1].tolist() != small[3][1].tolist()  # repeats reshuffle
 
 
 @pytest.mark.parametrize("n", [25, 250])
