@@ -26,6 +26,7 @@ import torch
 
 from fusemix.bridge import BridgeConfig, ConditioningBridge, combine_clap_towers
 from fusemix.conventions import cache_root
+from fusemix.dropout import dropout_generator
 from fusemix.hardware import bf16_is_native, cpu_name
 from fusemix.io import atomic_write_json
 from fusemix.latents import LatentFileError, LatentPairs, load_latent_pairs
@@ -303,8 +304,10 @@ def main(argv=None) -> dict:
         xb, yb = xb[rank * shard:(rank + 1) * shard], yb[rank * shard:(rank + 1) * shard]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total_steps, cfg.lr, cfg.warmup_steps, cfg.min_lr / cfg.lr)
-        torch.manual_seed(cfg.seed * 1_000_003 + 104_729 * step + rank)  # dropout, reproducible per step
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        drop_seed = cfg.seed * 1_000_003 + 104_729 * step + rank  # dropout, reproducible per step
+        torch.manual_seed(drop_seed)  # CUDA's dropout; CPU masks come from a generator of this thread only
+        with dropout_generator(torch.Generator().manual_seed(drop_seed)), \
+                torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             loss, extra = loss_module(xb, yb)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr or check the latents")

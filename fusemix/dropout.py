@@ -6,6 +6,7 @@ depends on the thread count); survivors are scaled by the exact inverse keep rat
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 
@@ -86,6 +87,20 @@ class _GeluScaledMask(torch.autograd.Function):
         return torch.ops.aten.gelu_backward(grad, h).mul_(mask), None
 
 
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def dropout_generator(generator: torch.Generator):
+    """CPU dropout masks drawn from ``generator`` in this thread, not from torch's global RNG, which any
+    other thread of the process (an app's background job) may reseed or rewind under a training step."""
+    before, _THREAD.generator = getattr(_THREAD, "generator", None), generator
+    try:
+        yield generator
+    finally:
+        _THREAD.generator = before
+
+
 def gelu_dropout(h: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """``dropout(gelu(h), p)`` (exact GELU), the functional form of :class:`GeluDropout`."""
     _check_p(p)
@@ -93,7 +108,8 @@ def gelu_dropout(h: torch.Tensor, p: float, training: bool = True) -> torch.Tens
         return F.gelu(h)
     if h.device.type != "cpu":
         return F.dropout(F.gelu(h), p, True)
-    return _GeluScaledMask.apply(h, scaled_mask(h.shape, p, h.dtype, h.device))
+    mask = scaled_mask(h.shape, p, h.dtype, h.device, getattr(_THREAD, "generator", None))
+    return _GeluScaledMask.apply(h, mask)
 
 
 class GeluDropout(nn.Module):

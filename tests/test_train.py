@@ -182,3 +182,38 @@ def test_bf16_warns_where_it_is_emulated(tmp_path, monkeypatch, capsys, native):
         assert "bf16" not in err
     else:
         assert err.count("many times slower than fp32") == 1 and "drop --bf16" in err
+
+
+def test_training_steps_are_immune_to_another_thread_reseeding_the_global_rng(tmp_path, monkeypatch):
+    """An app trains beside background jobs (stand-in builds, bridge fits) that seed torch's global RNG;
+    the dropout masks of a step must not depend on them, or a resumed run would not match a straight one."""
+    import threading
+
+    lat = tmp_path / "pairs.safetensors"
+    save_latent_pairs(lat, make_pairs(200, seed=2))
+    args = ["--latents", str(lat), "--epochs", "3", "--batch_size", "50", "--heldout_fraction", "0",
+            "--dropout", "0.3", *SMALL]
+
+    def final(out):
+        train.main([*args, "--out", str(out)])
+        ckpt = json.loads((out / "latest.json").read_text())["checkpoint"]
+        return load_file(str(out / ckpt / "model.safetensors"))
+
+    quiet = final(tmp_path / "quiet")
+    stop = threading.Event()
+
+    def reseed():
+        while not stop.is_set():
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                torch.rand(8)
+
+    build = train.build_model
+    busy = threading.Thread(target=reseed, daemon=True)
+    monkeypatch.setattr(train, "build_model", lambda *a, **k: (build(*a, **k), busy.start())[0])  # after init
+    try:
+        noisy = final(tmp_path / "noisy")
+    finally:
+        stop.set()
+        busy.join()
+    assert quiet.keys() == noisy.keys() and all(torch.equal(quiet[k], noisy[k]) for k in quiet)
