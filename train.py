@@ -80,7 +80,8 @@ class TrainConfig:
     mix_scheme: str = opt("permutation", f"how partners are chosen: {' or '.join(SCHEMES)} (official code: half)")
     alpha_schedule: str = opt("constant", "constant, linear_decay, cosine_decay or warmup (alpha as a function of step)")
     # --- optimisation ---
-    epochs: int = opt(None, "passes over the training pairs (default: by --preset; official run: 500)")
+    epochs: int = opt(None, "passes over the training pairs; 0 with --adapter_init linear: the closed-form map alone "
+                            "(default: by --preset; official run: 500)")
     batch_size: int = opt(None, "global batch (split over processes); negatives come from it (default: by --preset; "
                                 "official run: 40960)")
     lr: float = opt(None, "peak learning rate (AdamW; default: by --preset; official code: 1e-3)")
@@ -234,6 +235,9 @@ def main(argv=None) -> dict:
         raise TrainingError(f"--batch_size must be between 2 and the {n} training pairs, got {cfg.batch_size}")
     if cfg.batch_size % acc.num_processes:
         raise TrainingError(f"--batch_size {cfg.batch_size} must divide evenly over {acc.num_processes} processes")
+    if cfg.epochs < 0 or (cfg.epochs == 0 and (cfg.adapter_init != "linear" or cfg.model != "two_tower")):
+        raise TrainingError(f"--epochs must be at least 1 (0, the closed-form map alone, only for two-tower "
+                            f"adapters with --adapter_init linear), got {cfg.epochs}")
     if cfg.mix_scheme not in SCHEMES:
         raise TrainingError(f"--mix_scheme must be one of {SCHEMES}, got {cfg.mix_scheme!r}")
     x_all, y_all, item_of = train.x.to(device).float(), train.y.to(device).float(), train.item_of.to(device)
@@ -330,12 +334,14 @@ def main(argv=None) -> dict:
         if held is not None and ((epoch_done and epoch_no % cfg.eval_every == 0) or ended):
             metrics = evaluate(model, held, device)
             log({"kind": "eval", "step": step, **metrics})
-            if metrics["mean_R@1"] > state["best_metric"]:  # the best model is always kept on disk
+            if metrics["mean_R@1"] >= state["best_metric"]:  # the best (of equals, the latest) is kept on disk
                 state["best_metric"], state["best_checkpoint"], save = metrics["mean_R@1"], f"ckpt-{step:09d}", True
             bar.write(f"step {step}: " + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items() if "R@1" in k))
         if save:
             checkpoint(step)
     bar.close()
+    if total_steps == 0 and start_step == 0:  # --epochs 0: the closed-form map is the model
+        checkpoint(0)
     if acc.is_main_process and log_path.exists():
         plot_metrics(log_path, out / "metrics.png")
     acc.wait_for_everyone()

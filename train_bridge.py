@@ -43,6 +43,7 @@ from fusemix.conventions import audio_files, cache_root
 from fusemix.hardware import describe as describe_hardware
 from fusemix.latents import save_latent_pairs
 from fusemix.pairs import PairSource
+from fusemix.train_state import kept_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         run = tmp / "run"
         settings = [*BRIDGE_ARGS, *TARGET_ARGS[job.target], "--seed", str(job.seed), *job.train_args]
         result = train.main([*settings, "--latents", str(latents), "--out", str(run), "--no-progress"])
-        bridge = ConditioningBridge.from_pretrained(chosen_checkpoint(run))
+        bridge = ConditioningBridge.from_pretrained(kept_checkpoint(run))
         if clips:
             report("audio mean", 0, len(clips))
             enc = load_encoder("clap-audio", job.clap_model)
@@ -184,20 +185,6 @@ def train_caption_bridge(job: BridgeJob, out: str | os.PathLike, *, audio=(), la
         os.replace(final, out)
         shutil.rmtree(old, ignore_errors=True)
     return out
-
-
-def chosen_checkpoint(run: Path) -> Path:
-    """train.py's best checkpoint, except that a tie goes to the last one: a small held-out slice saturates
-    R@1 early and train.py keeps the first of equals, a barely trained bridge (docs/audio_to_image.md)."""
-    from fusemix.train_state import latest_checkpoint
-
-    last = latest_checkpoint(run)
-    state = json.loads((last / "trainer_state.json").read_text())
-    step = int(last.name.rsplit("-", 1)[1])
-    evals = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
-    at_last = next((e["mean_R@1"] for e in evals if e.get("step") == step and "mean_R@1" in e), None)
-    best = state.get("best_checkpoint")
-    return last if best is None or (at_last is not None and at_last >= state["best_metric"]) else run / best
 
 
 def cached_bridge(job: BridgeJob, cache_dir: str | os.PathLike | None = None) -> Path:

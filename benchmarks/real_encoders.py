@@ -10,7 +10,8 @@ Methods, all in one run:
 - ``default``: ``python train.py --latents F --out D`` with nothing else (its size-aware recipe);
 - ``paper``: ``--preset paper`` (the paper's adapter and optimiser; batch clipped to the pairs), up to
   ``--paper-max-n`` (250);
-- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``), up to ``--alpha0-max-n`` (1000);
+- ``alpha0``: the default recipe with FuseMix mixing off (``--mixup_alpha 0``), from ``REFINE_FROM`` pairs (below
+  them the default trains nothing, so the two are the same model);
 - ``ridge_x2y``, ``ridge_y2x``: ridge regression one space into the other, cosine retrieval there;
 - ``cca``: regularised CCA, cosine retrieval in the canonical space.
 Linear methods choose their regularisation by the same repeated 3-fold cross-validation on the
@@ -49,7 +50,7 @@ import scene_corpus  # noqa: E402
 from fusemix.conventions import cache_root  # noqa: E402
 from fusemix.io import atomic_save_safetensors, atomic_write_json  # noqa: E402
 from fusemix.metrics import retrieval_metrics  # noqa: E402
-from fusemix.recipe import cv_splits, fit_linear_map  # noqa: E402
+from fusemix.recipe import REFINE_FROM, cv_scores, cv_splits, fit_linear_map  # noqa: E402
 
 SIZES = (25, 50, 100, 250, 1000, 4000)
 TRAIN_METHODS = ("default", "paper", "alpha0")
@@ -155,7 +156,7 @@ class Ridge:
 
 def fit_linear(method: str, x, y, seed: int):
     """Choose the regularisation by the same repeated CV on the training pairs as train.py's linear start
-    (``fusemix.recipe.cv_splits``; mean R@1 of both directions;
+    (``fusemix.recipe.cv_splits``, scored by ``fusemix.recipe.cv_scores``: validation InfoNCE of both directions;
     ties go to the stronger regularisation), then refit on all of them. CCA is fusemix.recipe's
     family (separate regularisation per side, so it also holds reduced-rank ridge both ways): the
     same closed form train.py starts from."""
@@ -169,7 +170,8 @@ def fit_linear(method: str, x, y, seed: int):
     for tr, va in cv_splits(len(x), seed=seed):
         ridge = Ridge(x[tr], y[tr], flip)
         for i, lam in enumerate(RIDGE_LAMBDAS):
-            scores[i] += sum(r1_both(*ridge.with_lambda(lam).embed(x[va], y[va])))
+            za, zb = ridge.with_lambda(lam).embed(x[va], y[va])
+            scores[i] += cv_scores(za.float(), zb.float())[0] * len(va)
     best = max(range(len(RIDGE_LAMBDAS)), key=lambda i: (float(scores[i]), RIDGE_LAMBDAS[i]))
     return Ridge(x, y, flip).with_lambda(RIDGE_LAMBDAS[best]), RIDGE_LAMBDAS[best]
 
@@ -184,19 +186,11 @@ def train_pairs_file(path: Path, x, y) -> Path:
                                                "sentence:all-MiniLM-L6-v2", "sentence:all-mpnet-base-v2"))
 
 
-def best_checkpoint(out: Path) -> Path:
-    """The checkpoint train.py kept as best on its held-out slice (the last one when it held none out)."""
-    from fusemix.train_state import latest_checkpoint
-
-    last = latest_checkpoint(out)
-    best = json.loads((last / "trainer_state.json").read_text()).get("best_checkpoint")
-    return out / best if best else last
-
-
 def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = ()) -> dict:
     """train.py in-process on (x, y); R@1 of its kept checkpoint on the test scenes."""
     import train
     from fusemix.model import FusionModel
+    from fusemix.train_state import kept_checkpoint
 
     flags = {"default": [], "paper": ["--preset", "paper"], "alpha0": ["--mixup_alpha", "0"]}[method]
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +199,7 @@ def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = (
         res = train.main(["--latents", str(f), "--out", str(Path(tmp) / "run"), "--seed", str(seed),
                           "--no-progress", *flags, *extra])
         seconds = time.time() - t0
-        ckpt = best_checkpoint(Path(tmp) / "run")
+        ckpt = kept_checkpoint(Path(tmp) / "run")
         settings = json.loads((Path(tmp) / "run" / "train_config.json").read_text())
         model = FusionModel.from_pretrained(ckpt)
         with torch.no_grad():
@@ -235,13 +229,17 @@ def draw(n: int, seed: int, pool: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- the run
 
 
-def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, alpha0_max_n=10**9, mpnet=None,
-             threads=1) -> list[dict]:
-    """Every (n, method) of one seed: same training scenes per (n, seed), same test scenes for all."""
+def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None,
+             threads=1, dev=False) -> list[dict]:
+    """Every (n, method) of one seed: same training scenes per (n, seed), same test scenes for all.
+    ``dev``: score on the block of whole families just before the test scenes instead, and draw training
+    pairs from the scenes before it, so that design choices never see the test set."""
     torch.set_num_threads(threads)
     x, y, _ = load_latents(mpnet)
     test = torch.tensor(list(scene_corpus.test_indices(len(x))))
     pool = len(x) - len(test)  # the test scenes are the corpus's last ones
+    if dev:
+        test, pool = test - len(test), pool - len(test)
     x_test, y_test = x[test], y[test]
     rows = []
     for n in sizes:
@@ -249,7 +247,7 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, alpha0_max_
             raise SystemExit(f"n={n} exceeds the {pool} non-test scenes")
         idx = draw(n, seed, pool)
         for method in methods:
-            if (method == "paper" and n > paper_max_n) or (method == "alpha0" and n > alpha0_max_n):
+            if (method == "paper" and n > paper_max_n) or (method == "alpha0" and n < REFINE_FROM):
                 continue
             if method in TRAIN_METHODS:
                 r = run_train(method, x[idx], y[idx], x_test, y_test, seed, extra)
@@ -363,6 +361,9 @@ def main(argv=None) -> None:
     p.add_argument("--plot", default=str(ROOT / "docs" / "real_encoders.png"), help="'' for no plot")
     p.add_argument("--train-flags", default="", help="extra train.py flags for every train.py method (experiments)")
     p.add_argument("--encode-only", action="store_true", help="fill the latent cache and stop")
+    p.add_argument("--dev", action="store_true",
+                   help="score on the 1,000 scenes before the test block (training pairs from the 4,000 before them): "
+                        "for trying ideas without touching the test set; results are not cached")
     p.add_argument("--merge", nargs="+", default=None, metavar="RESULTS_JSON",
                    help="no training: table, plot and goal from the rows of earlier runs (e.g. one run per size range)")
     p.add_argument("--threads", type=int, default=1, help="torch threads a process (default 1)")
@@ -370,9 +371,6 @@ def main(argv=None) -> None:
     p.add_argument("--paper-max-n", type=int, default=250,
                    help="skip --preset paper above this n (its 4 x 3072-wide blocks are by far the slowest on a CPU; "
                         "it is near chance up to 100 pairs and far behind at 250)")
-    p.add_argument("--alpha0-max-n", type=int, default=1000,
-                   help="skip alpha0 above this n (within 0.005 R@1 of default at n = 4000 in docs/real_encoders.md; "
-                        "it costs as much as default)")
     args = p.parse_args(argv)
     mpnet = find_mpnet(args.mpnet)
     x, y, h = load_latents(mpnet)
@@ -388,11 +386,15 @@ def main(argv=None) -> None:
         return
     # one torch thread a process: on a shared machine more threads than free cores run far slower
     rows = run(args.seeds, args.jobs, sizes=args.sizes, methods=args.methods, extra=args.train_flags.split(),
-               paper_max_n=args.paper_max_n, alpha0_max_n=args.alpha0_max_n, mpnet=mpnet, threads=args.threads)
+               paper_max_n=args.paper_max_n, mpnet=mpnet, threads=args.threads,
+               dev=args.dev)
     rows.sort(key=lambda r: (r["n"], METHODS.index(r["method"]), r["seed"]))
-    results = cache_root("real_encoders", f"results-{h}-{'-'.join(map(str, args.sizes))}.json")
-    atomic_write_json(results, {"corpus": h, "rows": rows, "args": vars(args)})
-    print(f"\n{len(rows)} runs in {time.time() - t0:.0f} s; rows: {results}")
+    if args.dev:
+        print(f"\n{len(rows)} runs in {time.time() - t0:.0f} s (dev block, not the test set)")
+    else:
+        results = cache_root("real_encoders", f"results-{h}-{'-'.join(map(str, args.sizes))}.json")
+        atomic_write_json(results, {"corpus": h, "rows": rows, "args": vars(args)})
+        print(f"\n{len(rows)} runs in {time.time() - t0:.0f} s; rows: {results}")
     report(args, rows, summarise(rows, args.methods, args.sizes), h, len(x), t0)
 
 

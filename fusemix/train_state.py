@@ -88,6 +88,16 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return path
 
 
+def kept_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint a finished run stands for: the best on its held-out slice (of equal scores the
+    latest, as train.py records it), or the last one when it held nothing out."""
+    last = latest_checkpoint(out_dir)
+    if last is None:
+        return None
+    best = json.loads((last / "trainer_state.json").read_text()).get("best_checkpoint")
+    return Path(out_dir) / best if best else last
+
+
 def load_trainer_state(ckpt: Path, optimizer: torch.optim.Optimizer) -> dict:
     load_optimizer(optimizer, read_safetensors(ckpt / "optimizer.safetensors"),
                    json.loads((ckpt / "optimizer.json").read_text()))

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import train  # noqa: E402
 from fusemix.latents import LatentPairs, save_latent_pairs  # noqa: E402
 from fusemix.model import FusionModel  # noqa: E402
-from fusemix.recipe import PAPER, clip_batch, fit_linear_map, recipe  # noqa: E402
+from fusemix.recipe import PAPER, REFINE_FROM, clip_batch, fit_linear_map, recipe  # noqa: E402
 from synthetic import make_pairs  # noqa: E402
 
 QUIET = ["--no-progress"]
@@ -92,7 +92,23 @@ def test_cv_splits_repeat_small_sets_and_cover_every_pair():
     assert small[0][1].tolist() != small[3][1].tolist()  # repeats reshuffle
 
 
-@pytest.mark.parametrize("n", [25, 250])
+def test_cv_score_separates_members_that_r1_ties():
+    """A validation fold of a few dozen pairs is ranked perfectly by most members; the CV score must still
+    prefer the one whose partners stand out more (R@1 alone picked among such ties by noise)."""
+    from fusemix.recipe import cv_scores
+
+    g = torch.Generator().manual_seed(0)
+    za = torch.nn.functional.normalize(torch.randn(20, 64, generator=g), dim=-1)
+    noise = torch.randn(20, 64, generator=g)
+    sharp, sharp_r1 = cv_scores(za, za + 0.05 * noise)
+    blurry, blurry_r1 = cv_scores(za, za + 0.08 * noise)
+    assert sharp_r1 == blurry_r1 == 2.0  # both rank every partner first, both ways
+    assert sharp > blurry
+    worse, worse_r1 = cv_scores(za, za[torch.randperm(20, generator=g)])
+    assert worse_r1 < 0.5 and worse < blurry
+
+
+@pytest.mark.parametrize("n", [25, 250, REFINE_FROM + 100])
 def test_bare_train_py_trains_any_size_and_records_its_settings(tmp_path, n):
     f = save_latent_pairs(tmp_path / "pairs.safetensors", make_pairs(n, seed=3))
     res = train.main(["--latents", str(f), "--out", str(tmp_path / "run"), *QUIET])
@@ -100,7 +116,8 @@ def test_bare_train_py_trains_any_size_and_records_its_settings(tmp_path, n):
     n_train = n - round(n * cfg["heldout_fraction"])
     assert cfg["preset"] == "auto" and cfg["adapter_init"] == "linear"
     assert 2 <= cfg["batch_size"] <= n_train
-    assert cfg["depth"] is not None and cfg["epochs"] >= 1 and cfg["warmup_steps"] >= 1
+    # below REFINE_FROM pairs the cross-validated closed form is the model; from there FuseMix refines it
+    assert (cfg["epochs"] >= 1) == (n >= REFINE_FROM) and (cfg["heldout_fraction"] > 0) == (n >= REFINE_FROM)
     assert res["step"] == cfg["epochs"] * (n_train // cfg["batch_size"])
     held = make_pairs(200, seed=99)  # fresh pairs from the same synthetic "encoders"
     from fusemix.train_state import latest_checkpoint
@@ -129,6 +146,9 @@ def test_given_flags_beat_the_preset(tmp_path):
     assert (cfg["depth"], cfg["batch_size"], cfg["epochs"], cfg["adapter_init"]) == (2, 10, 1, "random")
     with pytest.raises(train.TrainingError, match="between 2 and the"):
         train.main(["--latents", str(f), "--out", str(tmp_path / "bad"), "--batch_size", "500", *QUIET])
+    with pytest.raises(train.TrainingError, match="--epochs must be at least 1"):  # nothing to be the model
+        train.main(["--latents", str(f), "--out", str(tmp_path / "bad"), "--epochs", "0", "--adapter_init", "random", *QUIET])
+    assert not (tmp_path / "bad").exists()
     with pytest.raises(train.TrainingError, match="--preset"):
         train.main(["--latents", str(f), "--out", str(tmp_path / "bad"), "--preset", "fast", *QUIET])
 
@@ -142,6 +162,7 @@ def test_recipe_fits_every_size(n, processes):
         if n_train < processes:
             continue
         assert processes <= s["batch_size"] <= n_train and s["batch_size"] % processes == 0
-        assert s["epochs"] >= 1 and s["warmup_steps"] >= 1 and 0 <= s["dropout"] < 1
+        assert s["epochs"] >= (1 if preset == "paper" or n >= REFINE_FROM else 0) and s["warmup_steps"] >= 1
+        assert 0 <= s["dropout"] < 1
     assert clip_batch(1024, 238) == 238 and clip_batch(1024, 5000, 3) == 1023
     assert recipe(n, 384, 768, "paper").settings["depth"] == PAPER["depth"]

@@ -217,3 +217,19 @@ def test_training_steps_are_immune_to_another_thread_reseeding_the_global_rng(tm
         stop.set()
         busy.join()
     assert quiet.keys() == noisy.keys() and all(torch.equal(quiet[k], noisy[k]) for k in quiet)
+
+
+def test_of_equal_held_out_scores_the_latest_checkpoint_is_kept(tmp_path):
+    """A small held-out slice saturates R@1 early; keeping the first of equals kept a barely trained model."""
+    from fusemix.train_state import kept_checkpoint
+
+    out = tmp_path / "run"
+    train.main(["--latents", _write(tmp_path, make_pairs(240, seed=0, noise=0.01)), "--out", str(out),
+                "--heldout_fraction", "0.1", "--epochs", "150", "--no-progress"])
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    top = max(e["mean_R@1"] for e in evals)
+    tied = [e["step"] for e in evals if e["mean_R@1"] == top]
+    assert len(tied) >= 2, evals  # the situation this is about: several evaluations share the best score
+    kept = kept_checkpoint(out)
+    assert kept.name == f"ckpt-{max(tied):09d}"
+    assert FusionModel.from_pretrained(kept).config.modalities  # and it is a loadable model
