@@ -7,7 +7,7 @@ of their style-B paraphrases (both real, independently trained). For n training 
 settings train a ``clip-text``-style bridge (pooled targets, ``seq_len = 1``); it is scored on the fixed
 1,000 test scenes by R@1 of its query among the uncentred test targets, beside a cross-validated ridge:
 
-- ``ridge``: x -> y ridge (5-fold CV on the training pairs), prediction + the targets' mean;
+- ``ridge``: x -> y ridge (cross-validated on the training pairs as benchmarks/real_encoders.py does), prediction + the targets' mean;
 - ``raw``: the bridge's output, normalised; ``embed``: ``ConditioningBridge.embed`` (what the app uses);
 - from the checkpoint train.py kept (``fusemix.train_state.kept_checkpoint``: the best held-out R@1, of
   equals the latest); with the ``lowrank`` head (the SD bridge's) or the ``direct`` one (``train_bridge.TARGET_ARGS["clip-text"]``, the default for this target).
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
         idx = torch.randperm(len(x) - 1000, generator=torch.Generator().manual_seed(0))[:n]
         ridge, lam = re_.fit_linear("ridge_x2y", x[idx], y[idx], 0)
         pred, _ = ridge.embed(x[test], y[test])
-        row = {"ridge": r1(pred + ridge.my, y[test])}
+        row = {"ridge": r1(pred + ridge.md, y[test])}
         for head in ("lowrank", "direct"):
             with tempfile.TemporaryDirectory() as tmp:
                 tmp = Path(tmp)
