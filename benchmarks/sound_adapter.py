@@ -17,7 +17,6 @@ settings train a ``clip-text``-style bridge (pooled targets, ``seq_len = 1``); i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -37,6 +36,7 @@ def r1(q: torch.Tensor, y: torch.Tensor) -> float:
 
 def main(argv=None) -> None:
     import real_encoders as re_
+    import scene_corpus
     import train
     import train_bridge
     from common import goal_line, machine_line
@@ -50,10 +50,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     print(machine_line(), flush=True)
     x, y, _ = re_.load_latents(re_.find_mpnet(args.mpnet))
-    test = torch.arange(len(x) - 1000, len(x))
+    test = torch.tensor(list(scene_corpus.test_indices(len(x))))
     rows = {}
     for n in args.sizes:
-        idx = torch.randperm(len(x) - 1000, generator=torch.Generator().manual_seed(0))[:n]
+        idx = torch.randperm(len(x) - len(test), generator=torch.Generator().manual_seed(0))[:n]
         ridge, lam = re_.fit_linear("ridge_x2y", x[idx], y[idx], 0)
         pred, _ = ridge.embed(x[test], y[test])
         row = {"ridge": r1(pred + ridge.md, y[test])}

@@ -77,7 +77,9 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
                            if s["batch_size"] < 1024 else "the project's former default (official: 40,960)")
         return Recipe(s, r)
 
-    s, r = {"adapter_init": "linear"}, {"adapter_init": "start at the cross-validated closed-form map, refine with FuseMix"}
+    refine = n_pairs >= REFINE_FROM
+    s, r = {"adapter_init": "linear"}, {"adapter_init": "start at the cross-validated closed-form map"
+                                                        + (", refine with FuseMix" if refine else "")}
     frac = _heldout_fraction(n_pairs)
     s["heldout_fraction"] = frac
     r["heldout_fraction"] = (f"none below {REFINE_FROM} pairs: nothing is refined, so every pair fits the closed form"
@@ -93,13 +95,14 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
         r["depth"] = "one residual block (starting at zero) on top of the linear map; more overfits small sets"
         r["expansion"] = "a narrow block: the linear start carries the map at this size"
         r["dropout"] = "light dropout (the paper's 0.6 discards too much of a small set)"
-        r["lr"] = "small steps away from the closed form; the held-out slice keeps the best checkpoint"
+        r["lr"] = ("small steps away from the closed form; the held-out slice keeps the best checkpoint" if refine
+                   else "small steps away from the closed form, if --epochs asks for any")
     s["proj_dim"], r["proj_dim"] = 512, "the paper's shared width"
     s["batch_size"] = clip_batch(1024, n_train, processes)
     r["batch_size"] = ("every training pair in one batch (most negatives per step)" if s["batch_size"] >= n_train - processes
                        else "1024 pairs a step")
     steps_per_epoch = max(n_train // s["batch_size"], 1)
-    target = 0 if n_pairs < REFINE_FROM else 150 if not large else 5_000
+    target = 0 if not refine else 150 if not large else 5_000
     s["epochs"] = math.ceil(target / steps_per_epoch)
     r["epochs"] = (f"about {target} optimiser steps from the linear start" if target else
                    f"none: below {REFINE_FROM} pairs the closed-form map is the model (FuseMix refinement of it "
@@ -212,7 +215,9 @@ def fit_linear_map(x, y, seed: int = 0, folds: int = 3, repeats: int | None = No
     directions) on (x, y), refitted on all of it. Ties go to the more regularised member (the grid's order)."""
     scores: dict[tuple, float] = {}
     r1: dict[tuple, float] = {}
+    validated = 0
     for tr, va in cv_splits(len(x), folds, seed, repeats):
+        validated += len(va)
         xv, yv = x[va].double(), y[va].double()
         for params, m in _cca_family(x[tr], y[tr]):  # scored in float32: ranking needs no more, and it is 2x faster
             za, zb = ((xv - m.mx).float() @ m.a.float()), ((yv - m.my).float() @ m.b.float())
@@ -224,7 +229,7 @@ def fit_linear_map(x, y, seed: int = 0, folds: int = 3, repeats: int | None = No
     for params, m in _cca_family(x, y, regs=sorted({best[0], best[1]}), powers=(best[2],)):
         if params == best:
             break
-    m.cv_r1 = r1[best] / (2 * sum(len(va) for _, va in cv_splits(len(x), folds, seed, repeats)))
+    m.cv_r1 = r1[best] / (2 * validated)
     return m
 
 
