@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from fusemix.mixing import SCHEMES, alpha_at, fusemix_mix, mix_partners, sample_
 from fusemix.model import FusionConfig, FusionModel, ModalitySpec
 from fusemix.optim import lr_at, make_optimizer
 from fusemix.plotting import plot_metrics
-from fusemix.recipe import Recipe, linear_start, recipe
+from fusemix.recipe import CV_FROM, Recipe, linear_start, recipe
 from fusemix.train_state import latest_checkpoint, load_trainer_state, save_checkpoint
 
 
@@ -252,7 +253,9 @@ def main(argv=None) -> dict:
         raise TrainingError(f"--adapter_init must be linear or random, got {cfg.adapter_init!r}")
     if cfg.adapter_init == "linear" and cfg.model == "two_tower" and not cfg.init_from:  # (a resume overwrites it)
         lin = linear_start(model, train.x_modality, x_all[item_of], train.y_modality, y_all, cfg.seed)
-        acc.print(f"linear start: CCA/ridge map (r_x, r_y, power) = {lin.params}, cross-validated R@1 {lin.cv_r1:.3f}")
+        how = (f"cross-validated R@1 {lin.cv_r1:.3f}" if not math.isnan(lin.cv_r1)
+               else f"fixed below {CV_FROM} pairs, too few to cross-validate")
+        acc.print(f"linear start: CCA/ridge map (r_x, r_y, power) = {lin.params}, {how}")
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     state = {"best_metric": -1.0, "best_checkpoint": None, "config": dataclasses.asdict(cfg)}
     start_step = 0
