@@ -128,7 +128,7 @@ CCA_POWERS = (0.5, 1.0, 2.0, 4.0)
 CV_TEMPERATURE = 0.05  # of the validation InfoNCE that scores each member
 # Below CV_FROM pairs, 3-fold CV (folds of 8-16 pairs) picks a member by noise; a fixed, strongly shrunk
 # member (90% of each side's covariance replaced by its mean variance, components weighted by rho) did
-# better there in every seed set measured (docs/real_encoders.md).
+# better at 25 pairs on both encoder pairs measured (docs/real_encoders.md).
 CV_FROM = 50
 SMALL_SET_MEMBER = (0.9, 0.9, 1.0)
 
