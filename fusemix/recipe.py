@@ -78,15 +78,15 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
         return Recipe(s, r)
 
     refine = n_pairs >= REFINE_FROM
-    s, r = {"adapter_init": "linear"}, {"adapter_init": "start at the closed-form map"
-                                        + (" (its regularisation fixed: too few pairs to cross-validate)" if n_pairs < CV_FROM
-                                           else " (its regularisation cross-validated)")
-                                        + (", refine with FuseMix" if refine else "")}
     frac = _heldout_fraction(n_pairs)
-    s["heldout_fraction"] = frac
+    s, r = {"adapter_init": "linear", "heldout_fraction": frac}, {}
     r["heldout_fraction"] = (f"none below {REFINE_FROM} pairs: nothing is refined, so every pair fits the closed form"
                              if frac == 0 else f"{int(round(n_pairs * frac))} pairs held out to keep the best checkpoint")
     n_train = n_train or n_pairs - int(round(n_pairs * frac))
+    r["adapter_init"] = ("start at the closed-form map"
+                         + (" (its regularisation fixed: too few pairs to cross-validate)" if n_train < CV_FROM
+                            else " (its regularisation cross-validated)")
+                         + (", refine with FuseMix" if refine else ""))
     large = n_train >= LARGE
     if large:  # beyond what docs/real_encoders.md measured: the paper's regime
         s.update(depth=4, expansion=4, dropout=0.6, lr=1e-3)
