@@ -181,7 +181,8 @@ def test_in_a_real_browser_the_bridge_route_answers_while_the_bridge_trains_and_
                 page.get_by_label("FuseMix bridge (on stand-ins)").check()
                 page.get_by_role("button", name="Generate image").click()
                 page.locator("#audio-image-info").get_by_text("answered through the caption-bank baseline").wait_for()
-                assert page.locator("#audio-image-results img").first.is_visible()
+                # the gallery's <img> lays out a moment after the info line: wait for it (fails after 60 s)
+                page.locator("#audio-image-results img").first.wait_for(state="visible")
                 page.get_by_role("tab", name="Sound → Images").click()  # its own status line, live
                 page.locator("#sound-images-status").get_by_text("Training a FuseMix sound adapter").wait_for()
                 browser.close()
