@@ -207,7 +207,7 @@ def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = (
     x2y, y2x = r1_both(za, zb)
     cx, cy = r1_csls(za, zb)
     return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "seconds": seconds, "steps": res["step"], "checkpoint": ckpt.name,
-            "settings": {k: settings.get(k) for k in ("depth", "expansion", "dropout", "proj_dim", "batch_size",
+            "settings": {k: settings.get(k) for k in ("depth", "head_depth", "expansion", "dropout", "proj_dim", "batch_size",
                                                        "epochs", "lr", "warmup_steps", "mixup_alpha",
                                                        "heldout_fraction", "weight_decay")}}
 

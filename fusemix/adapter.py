@@ -22,21 +22,24 @@ class ResidualBlock(nn.Module):
 
 
 class Adapter(nn.Module):
-    """``depth`` residual blocks at the input width, then LN -> Linear into the shared space."""
+    """``depth`` residual blocks at the input width, LN -> Linear into the shared space, then
+    ``head_depth`` residual blocks at the shared width (a correction on top of a linear map)."""
 
-    def __init__(self, in_dim: int, out_dim: int, depth: int = 4, expansion: int = 4, dropout: float = 0.6):
+    def __init__(self, in_dim: int, out_dim: int, depth: int = 4, expansion: int = 4, dropout: float = 0.6,
+                 head_depth: int = 0):
         super().__init__()
-        if in_dim < 1 or out_dim < 1 or depth < 0 or expansion < 1 or not 0.0 <= dropout < 1.0:
+        if in_dim < 1 or out_dim < 1 or min(depth, head_depth) < 0 or expansion < 1 or not 0.0 <= dropout < 1.0:
             raise ValueError(
-                f"invalid adapter shape: in_dim={in_dim}, out_dim={out_dim}, depth={depth}, "
-                f"expansion={expansion}, dropout={dropout} (need dims >= 1, depth >= 0, expansion >= 1, 0 <= dropout < 1)"
+                f"invalid adapter shape: in_dim={in_dim}, out_dim={out_dim}, depth={depth}, head_depth={head_depth}, "
+                f"expansion={expansion}, dropout={dropout} (need dims >= 1, depths >= 0, expansion >= 1, 0 <= dropout < 1)"
             )
         self.in_dim, self.out_dim = in_dim, out_dim
         self.blocks = nn.Sequential(*[ResidualBlock(in_dim, expansion, dropout) for _ in range(depth)])
         self.norm = nn.LayerNorm(in_dim)
         self.proj = nn.Linear(in_dim, out_dim)
+        self.head = nn.Sequential(*[ResidualBlock(out_dim, expansion, dropout) for _ in range(head_depth)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"adapter expects inputs of width {self.in_dim}, got shape {tuple(x.shape)}")
-        return self.proj(self.norm(self.blocks(x)))
+        return self.head(self.proj(self.norm(self.blocks(x))))

@@ -50,3 +50,25 @@ def retrieval_metrics(za: torch.Tensor, zb: torch.Tensor, b_to_a: torch.Tensor |
         pos[torch.arange(sim.shape[0]), b_to_a[s:s + sim.shape[0]]] = True
         b2a.append(ranks_from_similarity(sim, pos))
     return {**_summary(torch.cat(a2b), f"{a}2{b}", ks), **_summary(torch.cat(b2a), f"{b}2{a}", ks)}
+
+
+@torch.no_grad()
+def contrastive_loss(za: torch.Tensor, zb: torch.Tensor, b_to_a: torch.Tensor | None = None,
+                     temperature: float = 0.05, chunk: int = 4096) -> float:
+    """Symmetric InfoNCE of L2-normalised embeddings at a fixed temperature: each caption against all
+    items, each item against all captions (any of its own counts). On a small held-out slice R@1 is
+    1.0 for most checkpoints; this still tells them apart, so train.py keeps the checkpoint by it."""
+    b_to_a = torch.arange(len(za)) if b_to_a is None else b_to_a.long().cpu()
+    if za.ndim != 2 or zb.ndim != 2 or b_to_a.shape != (len(zb),) or (len(zb) and int(b_to_a.max()) >= len(za)):
+        raise ValueError(f"need [N, P] items, [M, P] captions and each caption's item, got {tuple(za.shape)}, "
+                         f"{tuple(zb.shape)}, {tuple(b_to_a.shape)}")
+    za, zb = za.float().cpu(), zb.float().cpu()
+    item_side = caption_side = 0.0
+    for s in range(0, len(za), chunk):  # an item finds its captions among all captions
+        logits = za[s:s + chunk] @ zb.t() / temperature
+        own = b_to_a.unsqueeze(0) == torch.arange(s, s + len(logits)).unsqueeze(1)
+        item_side += float((logits.logsumexp(1) - logits.masked_fill(~own, float("-inf")).logsumexp(1)).sum())
+    for s in range(0, len(zb), chunk):  # a caption finds its one item among all items
+        logits = zb[s:s + chunk] @ za.t() / temperature
+        caption_side += float(torch.nn.functional.cross_entropy(logits, b_to_a[s:s + chunk], reduction="sum"))
+    return 0.5 * (item_side / len(za) + caption_side / len(zb))

@@ -35,6 +35,7 @@ class FusionConfig:
     depth: int = 4
     expansion: int = 4
     dropout: float = 0.6
+    head_depth: int = 0  # residual blocks after the projection, in the shared space
     init_temperature: float = 0.07
     extra: dict = field(default_factory=dict)  # free-form notes: training data, steps, metrics
 
@@ -59,7 +60,7 @@ class FusionModel(nn.Module, Pretrained):
         self.config = config
         self.pair: tuple[str, str] | None = None  # set by prepare_for_data
         self.adapters = nn.ModuleDict({
-            name: Adapter(spec.dim, config.proj_dim, config.depth, config.expansion, config.dropout)
+            name: Adapter(spec.dim, config.proj_dim, config.depth, config.expansion, config.dropout, config.head_depth)
             for name, spec in config.modalities.items()})
         self.loss_fn = ContrastiveLoss(init_temperature=config.init_temperature)
 
@@ -72,7 +73,7 @@ class FusionModel(nn.Module, Pretrained):
         if name in self.adapters:
             raise ValueError(f"the model already has a {name!r} adapter")
         c = self.config
-        self.adapters[name] = Adapter(spec.dim, c.proj_dim, c.depth, c.expansion, c.dropout).to(
+        self.adapters[name] = Adapter(spec.dim, c.proj_dim, c.depth, c.expansion, c.dropout, c.head_depth).to(
             self.loss_fn.log_temperature.device)
         c.modalities[name] = spec
 

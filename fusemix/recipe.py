@@ -68,7 +68,7 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
                  warmup_steps="10% of the steps")
         return Recipe(s, r)
     if preset == "paper" or model == "bridge":
-        s = dict(PAPER)
+        s = dict(PAPER) if model == "bridge" else {**PAPER, "head_depth": 0}
         n_train = n_train or n_pairs - int(round(n_pairs * s["heldout_fraction"]))
         s["batch_size"] = clip_batch(s["batch_size"], n_train, processes)
         r = {k: "the paper's value" for k in s}
@@ -89,16 +89,19 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
                          + (", refine with FuseMix" if refine else ""))
     large = n_train >= LARGE
     if large:  # beyond what docs/real_encoders.md measured: the paper's regime
-        s.update(depth=4, expansion=4, dropout=0.6, lr=1e-3)
-        r.update(depth="the paper's depth (plenty of pairs)", expansion="the paper's block width",
+        s.update(depth=4, head_depth=0, expansion=4, dropout=0.6, lr=1e-3)
+        r.update(depth="the paper's depth (plenty of pairs)", head_depth="none, as in the paper", expansion="the paper's block width",
                  dropout="the paper's dropout", lr="the paper's peak learning rate")
     else:
-        s.update(depth=1, expansion=1, dropout=0.1, lr=1e-4)
-        r["depth"] = "one residual block (starting at zero) on top of the linear map; more overfits small sets"
+        s.update(depth=0, head_depth=1, expansion=1, dropout=0.1, lr=1e-3)
+        r["depth"] = "no block before the projection: the linear map reads the latents directly"
+        r["head_depth"] = ("one residual block after the linear map (starting at zero), correcting it in the shared "
+                           "space: +0.016 R@1 over a block before it at 4,000 pairs")
         r["expansion"] = "a narrow block: the linear start carries the map at this size"
         r["dropout"] = "light dropout (the paper's 0.6 discards too much of a small set)"
-        r["lr"] = ("small steps away from the closed form; the held-out slice keeps the best checkpoint" if refine
-                   else "small steps away from the closed form, if --epochs asks for any")
+        r["lr"] = ("the block after the map tolerates 10x the steps of one before it (which lost 0.07 R@1 at 1e-3); "
+                   "the held-out slice keeps the best checkpoint" if refine
+                   else "as from 2,000 pairs, if --epochs asks for any refinement")
     s["proj_dim"], r["proj_dim"] = 512, "the paper's shared width"
     s["batch_size"] = clip_batch(1024, n_train, processes)
     r["batch_size"] = ("every training pair in one batch (most negatives per step)" if s["batch_size"] >= n_train - processes
@@ -262,7 +265,7 @@ def linear_start(model, x_modality: str, x, y_modality: str, y, seed: int = 0) -
         feats = {}
         for name, z in ((x_modality, x), (y_modality, y)):
             ad = model.adapters[name]
-            for block in ad.blocks:
+            for block in (*ad.blocks, *ad.head):
                 block.fc2.weight.zero_()
                 block.fc2.bias.zero_()
             feats[name] = ad.norm(ad.blocks(z.to(ad.proj.weight.dtype))).double().cpu()

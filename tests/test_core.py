@@ -1,4 +1,5 @@
 """Unit tests of the FuseMix building blocks: mixing, adapter, loss, metrics, latents, model files."""
+import json
 import math
 
 import pytest
@@ -76,6 +77,40 @@ def test_adapter_is_a_pre_ln_residual_mlp():
     assert torch.allclose(blk(x), manual, atol=1e-6)
     with pytest.raises(ValueError, match="width 16"):
         a(torch.randn(3, 15))
+
+
+def test_head_blocks_act_after_the_projection_and_older_checkpoints_load_without_them(tmp_path):
+    a = Adapter(16, 8, depth=0, expansion=2, dropout=0.0, head_depth=1).eval()
+    assert len(a.blocks) == 0 and a.head[0].fc1.in_features == 8 and a.head[0].fc1.out_features == 16
+    x = torch.randn(3, 16)
+    assert torch.allclose(a(x), a.head[0](a.proj(a.norm(x))), atol=1e-6)
+    # a model saved before head_depth existed (no such key, no head weights) loads as it was saved
+    old = FusionModel(FusionConfig({"image": ModalitySpec("e", 16), "text": ModalitySpec("t", 12)}, 8, 1, 2, 0.0)).eval()
+    old.save_pretrained(tmp_path / "old")
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    del cfg["head_depth"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    back = FusionModel.from_pretrained(tmp_path / "old")
+    assert back.config.head_depth == 0 and torch.allclose(back.embed("image", x), old.embed("image", x), atol=1e-6)
+
+
+def test_contrastive_loss_is_infonce_and_counts_any_caption_of_an_item():
+    from fusemix.metrics import contrastive_loss
+
+    g = torch.Generator().manual_seed(0)
+    za = F.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    zb = F.normalize(za + 0.3 * torch.randn(6, 8, generator=g), dim=-1)
+    assert contrastive_loss(za, zb, temperature=0.1) == pytest.approx(info_nce(za, zb, 0.1).item(), rel=1e-5)
+    assert contrastive_loss(za, zb[torch.tensor([1, 0, 2, 3, 4, 5])], temperature=0.1) > contrastive_loss(za, zb, temperature=0.1)
+    # two captions for item 0: the item side counts either; the caption side is each caption's own item
+    zb2, of = torch.cat([zb, za[:1]]), torch.tensor([0, 1, 2, 3, 4, 5, 0])
+    la, lb = za @ zb2.T / 0.1, zb2 @ za.T / 0.1
+    own = of.unsqueeze(0) == torch.arange(6).unsqueeze(1)
+    item = (la.logsumexp(1) - la.masked_fill(~own, float("-inf")).logsumexp(1)).mean()
+    caption = F.cross_entropy(lb, of)
+    assert contrastive_loss(za, zb2, of, 0.1, chunk=4) == pytest.approx(0.5 * float(item + caption), rel=1e-5)
+    with pytest.raises(ValueError, match="each caption's item"):
+        contrastive_loss(za, zb2, torch.tensor([0, 1]))
 
 
 # ---------------------------------------------------------------- loss
