@@ -100,7 +100,7 @@ def recipe(n_pairs: int, x_dim: int, y_dim: int, preset: str = "auto", processes
         r["expansion"] = "a narrow block: the linear start carries the map at this size"
         r["dropout"] = "light dropout (the paper's 0.6 discards too much of a small set)"
         r["lr"] = ("the block after the map tolerates 10x the steps of one before it (which lost 0.07 R@1 at 1e-3); "
-                   "the held-out slice keeps the best checkpoint" if refine
+                   "the held-out slice's InfoNCE picks the checkpoint" if refine
                    else "as from 2,000 pairs, if --epochs asks for any refinement")
     s["proj_dim"], r["proj_dim"] = 512, "the paper's shared width"
     s["batch_size"] = clip_batch(1024, n_train, processes)

@@ -89,8 +89,8 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def kept_checkpoint(out_dir: str | Path) -> Path | None:
-    """The checkpoint a finished run stands for: the best on its held-out slice (of equal scores the
-    latest, as train.py records it), or the last one when it held nothing out."""
+    """The checkpoint a finished run stands for: the best on its held-out slice by train.py's rule (of
+    equal scores the latest; as its trainer state records it), or the last one when it held nothing out."""
     last = latest_checkpoint(out_dir)
     if last is None:
         return None
