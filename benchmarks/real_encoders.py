@@ -16,7 +16,8 @@ Methods, all in one run:
 - ``cca``: regularised CCA, cosine retrieval in the canonical space.
 Linear methods choose their regularisation by the same repeated 3-fold cross-validation on the
 *training* pairs as train.py's linear start (``fusemix.recipe.cv_splits``). A second table scores
-every method with CSLS (hubness-corrected retrieval), reported apart from the goal.
+every method with CSLS (hubness-corrected retrieval), reported apart from the goal; a third breaks the
+errors down: the share of queries whose top-1 is the role or trait swap of the query (``swap_hits``).
 train.py runs in-process (``train.main``); its best checkpoint (chosen on its own held-out slice of
 the training pairs) is loaded with ``FusionModel.from_pretrained`` and embeds the test scenes.
 
@@ -130,6 +131,26 @@ def r1_csls(za: torch.Tensor, zb: torch.Tensor, k: int = 10) -> tuple[float, flo
     return float((csls.argmax(1) == t).float().mean()), float((csls.argmax(0) == t).float().mean())
 
 
+def swap_mask(items: list[int], corpus_size: int) -> torch.Tensor:
+    """[T, T] bool over the scenes ``items``: True where scene j is a role or trait swap of scene i
+    (``scene_corpus.is_swap``), the near-duplicates no bag of words separates."""
+    s, fam = scene_corpus.scenes(corpus_size), scene_corpus.FAMILY
+    mask = torch.zeros(len(items), len(items), dtype=torch.bool)
+    for a, i in enumerate(items):  # swaps live inside a family (contiguous blocks of FAMILY scenes)
+        for b, j in enumerate(items):
+            if i // fam == j // fam and scene_corpus.is_swap(s[i], s[j]):
+                mask[a, b] = True
+    return mask
+
+
+def swap_hits(za: torch.Tensor, zb: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(a->b, b->a): the share of queries whose cosine top-1 hit is a role or trait swap of the query
+    (``mask`` from ``swap_mask``): how much of 1 - R@1 those near-duplicates account for."""
+    sim = F.normalize(za.float(), dim=-1) @ F.normalize(zb.float(), dim=-1).T
+    t = torch.arange(len(sim))
+    return float(mask[t, sim.argmax(1)].float().mean()), float(mask.T[t, sim.argmax(0)].float().mean())
+
+
 RIDGE_LAMBDAS = [10.0 ** e for e in (-3, -2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5)]
 
 
@@ -186,7 +207,13 @@ def train_pairs_file(path: Path, x, y) -> Path:
                                                "sentence:all-MiniLM-L6-v2", "sentence:all-mpnet-base-v2"))
 
 
-def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = ()) -> dict:
+def scores(za, zb, swaps) -> dict:
+    """Every figure a method's test embeddings get: R@1, CSLS R@1 and swap hits, both directions."""
+    (x2y, y2x), (cx, cy), (sx, sy) = r1_both(za.float(), zb.float()), r1_csls(za, zb), swap_hits(za, zb, swaps)
+    return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "swap_x2y": sx, "swap_y2x": sy}
+
+
+def run_train(method: str, x, y, x_test, y_test, swaps, seed: int, extra: list[str] = ()) -> dict:
     """train.py in-process on (x, y); R@1 of its kept checkpoint on the test scenes."""
     import train
     from fusemix.model import FusionModel
@@ -204,21 +231,17 @@ def run_train(method: str, x, y, x_test, y_test, seed: int, extra: list[str] = (
         model = FusionModel.from_pretrained(ckpt)
         with torch.no_grad():
             za, zb = model.embed("minilm", x_test), model.embed("mpnet", y_test)
-    x2y, y2x = r1_both(za, zb)
-    cx, cy = r1_csls(za, zb)
-    return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "seconds": seconds, "steps": res["step"], "checkpoint": ckpt.name,
+    return {**scores(za, zb, swaps), "seconds": seconds, "steps": res["step"], "checkpoint": ckpt.name,
             "settings": {k: settings.get(k) for k in ("depth", "head_depth", "expansion", "dropout", "proj_dim", "batch_size",
                                                        "epochs", "lr", "warmup_steps", "mixup_alpha",
                                                        "heldout_fraction", "weight_decay")}}
 
 
-def run_linear(method: str, x, y, x_test, y_test, seed: int) -> dict:
+def run_linear(method: str, x, y, x_test, y_test, swaps, seed: int) -> dict:
     t0 = time.time()
     model, param = fit_linear(method, x, y, seed)
     za, zb = model.embed(x_test, y_test)
-    x2y, y2x = r1_both(za.float(), zb.float())
-    cx, cy = r1_csls(za, zb)
-    return {"x2y": x2y, "y2x": y2x, "csls_x2y": cx, "csls_y2x": cy, "seconds": time.time() - t0, "param": param}
+    return {**scores(za, zb, swaps), "seconds": time.time() - t0, "param": param}
 
 
 def draw(n: int, seed: int, pool: int) -> torch.Tensor:
@@ -241,6 +264,7 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None,
     if dev:
         test, pool = test - len(test), pool - len(test)
     x_test, y_test = x[test], y[test]
+    swaps = swap_mask(test.tolist(), len(x))
     rows = []
     for n in sizes:
         if n > pool:
@@ -250,9 +274,9 @@ def run_seed(seed: int, sizes, methods, extra=(), paper_max_n=10**9, mpnet=None,
             if (method == "paper" and n > paper_max_n) or (method == "alpha0" and n < REFINE_FROM):
                 continue
             if method in TRAIN_METHODS:
-                r = run_train(method, x[idx], y[idx], x_test, y_test, seed, extra)
+                r = run_train(method, x[idx], y[idx], x_test, y_test, swaps, seed, extra)
             else:
-                r = run_linear(method, x[idx], y[idx], x_test, y_test, seed)
+                r = run_linear(method, x[idx], y[idx], x_test, y_test, swaps, seed)
             rows.append({"n": n, "seed": seed, "method": method, **r})
             print(f"n={n:5d} seed={seed} {method:10s} x2y {r['x2y']:.3f} y2x {r['y2x']:.3f} "
                   f"({r['seconds']:.1f} s) {r.get('param', '')}", flush=True)
@@ -275,7 +299,7 @@ def summarise(rows, methods, sizes):
     out = {}
     for n in sizes:
         for m in methods:
-            for d in ("x2y", "y2x", "csls_x2y", "csls_y2x"):
+            for d in ("x2y", "y2x", "csls_x2y", "csls_y2x", "swap_x2y", "swap_y2x"):
                 v = torch.tensor([r[d] for r in rows if r["n"] == n and r["method"] == m and d in r],
                                  dtype=torch.float64)
                 if len(v):
@@ -303,12 +327,15 @@ def goal(rows, summary, sizes, methods, test_items: int):
     return cells
 
 
-def print_table(summary, sizes, methods, csls: bool = False):
+TABLES = {"": "R@1 on the 1,000 test scenes, mean +- std over seeds: x->y / y->x (x = MiniLM style A, y = MPNet style B)",
+          "csls_": "CSLS R@1 (hubness-corrected retrieval, k = 10, applied to every method alike; not the goal's score)",
+          "swap_": "Swap hits: share of queries whose top-1 is the role or trait swap of the query (a part of 1 - R@1)"}
+
+
+def print_table(summary, sizes, methods, pre: str = ""):
+    """One table of TABLES: ``pre`` "" (R@1), "csls_" or "swap_"."""
     head = f"{'n':>5} | " + " | ".join(f"{m:^23}" for m in methods)
-    pre = "csls_" if csls else ""
-    print("\nCSLS R@1 (hubness-corrected retrieval, k = 10, applied to every method alike; not the goal's score)"
-          if csls else "\nR@1 on the 1,000 test scenes, mean +- std over seeds: x->y / y->x (x = MiniLM style A, "
-                       "y = MPNet style B)")
+    print("\n" + TABLES[pre])
     print(head)
     print("-" * len(head))
     for n in sizes:
@@ -399,8 +426,8 @@ def main(argv=None) -> None:
 
 
 def report(args, rows, summary, h, corpus_size, t0) -> None:
-    print_table(summary, args.sizes, args.methods)
-    print_table(summary, args.sizes, args.methods, csls=True)
+    for pre in TABLES:
+        print_table(summary, args.sizes, args.methods, pre)
     if args.plot:
         plot(summary, args.sizes, args.methods, Path(args.plot))
         print(f"plot: {args.plot}")

@@ -172,6 +172,14 @@ def scenes(n: int = DEFAULT_ITEMS, seed: int = 0) -> list[Scene]:
     return out[:n]
 
 
+def is_swap(a: Scene, b: Scene) -> bool:
+    """Whether ``b`` is ``a`` with agent and patient swapped, or with their traits swapped: the two changes
+    that keep every word of a style-A caption, so no bag of words can tell the scenes apart."""
+    roles = replace(a, agent=a.patient, patient=a.agent)
+    traits = replace(a, agent=replace(a.agent, trait=a.patient.trait), patient=replace(a.patient, trait=a.agent.trait))
+    return b != a and b in (roles, traits)
+
+
 def corpus(n: int = DEFAULT_ITEMS, seed: int = 0) -> tuple[list[str], list[str]]:
     """(style A sentences, style B sentences), row i of each describing scene i."""
     items = scenes(n, seed)

@@ -153,6 +153,35 @@ def test_cv_score_separates_members_that_r1_ties():
     assert worse_r1 < 0.5 and worse < blurry
 
 
+def test_swap_hits_count_top1_hits_that_are_a_role_or_trait_swap_of_the_query():
+    """The benchmark's error breakdown: a swap is agent and patient exchanged, or their traits exchanged
+    (every word kept); a changed place is not; and a hit counts only when the top-1 is such a swap."""
+    from dataclasses import replace
+
+    import real_encoders
+    import scene_corpus as sc
+
+    a = sc.Scene(sc.Group(0, 0, 0), 0, sc.Group(1, 1, 1), 0)
+    roles, place = replace(a, agent=a.patient, patient=a.agent), replace(a, place=1)
+    traits = replace(a, agent=replace(a.agent, trait=1), patient=replace(a.patient, trait=0))
+    assert sc.is_swap(a, roles) and sc.is_swap(roles, a) and sc.is_swap(a, traits)
+    assert not sc.is_swap(a, place) and not sc.is_swap(a, a)
+    for start in range(0, 200, sc.FAMILY):  # a family of the corpus holding a swap
+        items = list(range(start, start + sc.FAMILY))
+        mask = real_encoders.swap_mask(items, 200)
+        if mask.any():
+            break
+    i, j = [int(v) for v in mask.nonzero()[0]]
+    za = torch.eye(sc.FAMILY)
+    zb = za.clone()
+    zb[[i, j]] = zb[[j, i]]  # i finds j and j finds i: two swap hits of five both ways
+    assert real_encoders.swap_hits(za, zb, mask) == pytest.approx((0.4, 0.4))
+    other = next(k for k in range(sc.FAMILY) if k != i and not mask[i, k])
+    zb = za.clone()
+    zb[[i, other]] = zb[[other, i]]  # a wrong hit that is not a swap
+    assert real_encoders.swap_hits(za, zb, mask) == (0.0, 0.0)
+
+
 @pytest.mark.parametrize("n", [25, 250, REFINE_FROM + 100])
 def test_bare_train_py_trains_any_size_and_records_its_settings(tmp_path, n):
     f = save_latent_pairs(tmp_path / "pairs.safetensors", make_pairs(n, seed=3))
