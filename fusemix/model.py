@@ -59,10 +59,13 @@ class FusionModel(nn.Module, Pretrained):
         super().__init__()
         self.config = config
         self.pair: tuple[str, str] | None = None  # set by prepare_for_data
-        self.adapters = nn.ModuleDict({
-            name: Adapter(spec.dim, config.proj_dim, config.depth, config.expansion, config.dropout, config.head_depth)
-            for name, spec in config.modalities.items()})
+        self.adapters = nn.ModuleDict({name: self._adapter(spec.dim) for name, spec in config.modalities.items()})
         self.loss_fn = ContrastiveLoss(init_temperature=config.init_temperature)
+
+    def _adapter(self, dim: int) -> Adapter:
+        """An adapter of this model's shape (the config's widths, depths and dropout) for latents of ``dim``."""
+        c = self.config
+        return Adapter(dim, c.proj_dim, c.depth, c.expansion, c.dropout, c.head_depth)
 
     @property
     def modalities(self) -> list[str]:
@@ -72,10 +75,8 @@ class FusionModel(nn.Module, Pretrained):
         """A new adapter into the existing space (e.g. audio, trained against a frozen text anchor)."""
         if name in self.adapters:
             raise ValueError(f"the model already has a {name!r} adapter")
-        c = self.config
-        self.adapters[name] = Adapter(spec.dim, c.proj_dim, c.depth, c.expansion, c.dropout, c.head_depth).to(
-            self.loss_fn.log_temperature.device)
-        c.modalities[name] = spec
+        self.adapters[name] = self._adapter(spec.dim).to(self.loss_fn.log_temperature.device)
+        self.config.modalities[name] = spec
 
     def embed(self, modality: str, latents: torch.Tensor) -> torch.Tensor:
         """Adapter output, L2-normalised: cosine similarity in the shared space is a dot product."""
